@@ -1,0 +1,211 @@
+"""Configuration: every setting declared once, in SETTINGS.
+
+The TOML loader, the command-line flags and the commented default file
+(`config/proxy.toml`, produced by `render_default_file`) all come from that table, so a
+new setting is one new line and cannot drift between the three.
+"""
+
+import dataclasses
+import math
+import os
+import tomllib
+from pathlib import Path
+from types import SimpleNamespace
+
+from .errors import ConfigError
+
+SHIPPED_PLUGINS = Path(__file__).resolve().parent.parent / "balancers"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _port(v):
+    if not 1 <= v <= 65535:
+        return "must be between 1 and 65535"
+
+
+def _positive(v):
+    if not (v > 0 and math.isfinite(v)):
+        return "must be a number greater than 0"
+
+
+def _at_least(n):
+    def check(v):
+        if v < n:
+            return f"must be at least {n}"
+    return check
+
+
+def _level(v):
+    if v.upper() not in LOG_LEVELS:
+        return "must be one of " + ", ".join(LOG_LEVELS)
+
+
+def _url(v):
+    if v and not v.startswith(("http://", "https://")):
+        return "must start with http:// or https:// (e.g. https://engine.example.com/ovirt-engine/api)"
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    section: str
+    key: str
+    type: type  # str, int, float, bool, or Path (a str resolved against the config file's folder)
+    default: object
+    help: str
+    flag: str | None = None  # the command-line flag that overrides it, if any
+    check: object = None  # returns an error text, or None when the value is fine
+
+    @property
+    def name(self):
+        return f"{self.section}.{self.key}"
+
+
+SETTINGS = (
+    Setting("server", "host", str, "127.0.0.1",
+            "Address to listen on. The engine connects to ExternalSchedulerServiceURL.", "--host"),
+    Setting("server", "port", int, 18781, "TCP port (the engine's default URL is http://localhost:18781/).",
+            "--port", _port),
+    Setting("server", "backlog", int, 1024,
+            "Listen backlog: the engine gives up if a connection is not accepted within 100 ms.",
+            None, _at_least(16)),
+    Setting("plugins", "folder", Path, "",
+            "Folder of policy-unit modules (*.py). Empty: the units shipped in balancers/.", "--plugins"),
+    Setting("plugins", "timeout", float, 30.0,
+            "Seconds one unit call may take before its process group is killed.", "--timeout", _positive),
+    Setting("plugins", "concurrency", int, 8, "Unit calls that may run at the same time.", None, _at_least(1)),
+    Setting("plugins", "spare_workers", int, 4,
+            "Worker processes forked ahead of demand, so a call does not wait for a fork.", None, _at_least(0)),
+    Setting("plugins", "output_limit", int, 8 * 1024 * 1024,
+            "Bytes a unit may print to stdout or answer with; more is an error.", None, _at_least(1024)),
+    Setting("log", "level", str, "INFO", "DEBUG, INFO, WARNING or ERROR.", "--log-level", _level),
+    Setting("log", "file", Path, "", "Log file. Empty: standard error (the journal under systemd).",
+            "--log-file"),
+    Setting("engine", "url", str, "",
+            "oVirt engine API URL the units use, e.g. https://engine.example.com/ovirt-engine/api.",
+            None, _url),
+    Setting("engine", "user", str, "admin@internal", "Engine user the units log in as."),
+    Setting("engine", "password_file", Path, "",
+            "File holding the engine password. Empty: the OVIRT_ENGINE_PASSWORD environment variable."),
+    Setting("engine", "ca_file", Path, "", "PEM file of the engine's CA. Empty: the system's CAs."),
+    Setting("engine", "insecure", bool, False, "Skip TLS verification of the engine (testing only)."),
+)
+SECTIONS = tuple(dict.fromkeys(s.section for s in SETTINGS))
+BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def _convert(setting, value, where):
+    """Check a value's type against the table; TOML already typed it, flags arrive as strings."""
+    want = setting.type
+    if isinstance(value, str) and want in (int, float) and where.startswith("flag"):
+        try:
+            value = want(value)
+        except ValueError:
+            raise ConfigError(f"{setting.name} ({where}): expected a number, got {value!r}") from None
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    expected = str if want is Path else want
+    if type(value) is not expected:
+        raise ConfigError(f"{setting.name} ({where}): expected {_type_name(want)}, "
+                          f"got {type(value).__name__} {value!r}")
+    problem = setting.check(value) if setting.check else None
+    if problem:
+        raise ConfigError(f"{setting.name} ({where}): {problem}, got {value!r}")
+    return value
+
+
+def _type_name(t):
+    return {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
+            Path: "a path string"}[t]
+
+
+def read_file(path):
+    """The settings a TOML file sets, as {name: value}; unknown keys are errors, not ignored."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as e:
+        raise ConfigError(f"config file {path} cannot be read: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    values = {}
+    for section, table in data.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"{path}: unknown section [{section}]; known: {', '.join(SECTIONS)}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: {section} must be a table ([{section}])")
+        for key, value in table.items():
+            setting = BY_NAME.get(f"{section}.{key}")
+            if setting is None:
+                known = ", ".join(s.key for s in SETTINGS if s.section == section)
+                raise ConfigError(f"{path}: unknown key {key!r} in [{section}]; known: {known}")
+            value = _convert(setting, value, f"in {path}")
+            if setting.type is Path and value:
+                value = str((path.parent / value).resolve())
+            values[setting.name] = value
+    return values
+
+
+def load(path=None, overrides=None):
+    """Defaults, then the file, then command-line overrides ({name: value}); returns a Config."""
+    values = {s.name: s.default for s in SETTINGS}
+    if path is not None:
+        values.update(read_file(path))
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            setting = BY_NAME[name]
+            value = _convert(setting, value, "flag " + setting.flag if setting.flag else "override")
+            if setting.type is Path and value:
+                value = str(Path(value).resolve())
+            values[name] = value
+    return Config(values)
+
+
+class Config:
+    """Settings by section: `config.plugins.timeout`; plus the derived values the proxy needs."""
+
+    def __init__(self, values):
+        self.values = dict(values)
+        for section in SECTIONS:
+            setattr(self, section, SimpleNamespace(**{
+                s.key: values[s.name] for s in SETTINGS if s.section == section}))
+        self.log.level = self.log.level.upper()
+
+    @property
+    def plugin_folder(self):
+        return Path(self.plugins.folder) if self.plugins.folder else SHIPPED_PLUGINS
+
+    def engine_password(self):
+        """Read at start-up so a missing file is a config error, not a failure in every call."""
+        if not self.engine.password_file:
+            return os.environ.get("OVIRT_ENGINE_PASSWORD", "")
+        try:
+            return Path(self.engine.password_file).read_text().rstrip("\r\n")
+        except OSError as e:
+            raise ConfigError(f"engine.password_file: cannot read {self.engine.password_file}: "
+                              f"{e.strerror}") from None
+
+
+def render_default_file():
+    """The commented default configuration, as shipped in config/proxy.toml."""
+    lines = ["# ovirt-scheduler-proxy configuration. Every key is optional; shown with its default.",
+             "# Relative paths are relative to this file's folder. Command-line flags override it.",
+             "# Generated by `ovirt-scheduler-proxy config`."]
+    for section in SECTIONS:
+        lines += ["", f"[{section}]"]
+        for s in SETTINGS:
+            if s.section == section:
+                flag = f" (flag {s.flag})" if s.flag else ""
+                lines.append(f"# {s.help}{flag}")
+                lines.append(f"{s.key} = {_toml_value(s.default)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(v)

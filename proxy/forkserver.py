@@ -1,0 +1,306 @@
+"""The warm process: imports the SDK and the plugins once, then forks one worker per call.
+
+Started by `executor.py` as a fresh interpreter (`python -m proxy.forkserver FD`), not
+forked from the server, so its image holds only what workers need: every fork copies less
+(PERFORMANCE_NOTES: ~0.6 ms of CPU a call).  It is the one owner of worker processes:
+it forks them, each in its own process group, kills a group on request (TERM, a bounded
+wait, then KILL), and reaps every exit.  It is also a child subreaper, so grandchildren
+that outlive their worker come back here to be reaped instead of lingering.
+
+Control messages (JSON over the SEQPACKET socket, see wire.py):
+  server → here: {"spawn": n} a worker was taken, fork a replacement; {"kill": pid}.
+  here → server: {"catalog": …} once; {"worker": pid} with the worker's socket attached;
+                 {"exited": pid, "how": "exited with code 3"} for each reaped worker.
+"""
+
+import ctypes
+import json
+import logging
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+
+from . import engine, logs, registry, wire, worker
+
+log = logging.getLogger("proxy.forkserver")
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+KILL_GRACE = 0.2  # seconds between SIGTERM and SIGKILL for a timed-out unit
+REPLACE_DELAY = 0.003  # replacement forks wait for a quiet moment while a spare is still idle
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def describe_status(status):
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        return f"was killed by signal {sig} ({signal.Signals(sig).name})"
+    return f"exited with code {os.waitstatus_to_exitcode(status)}"
+
+
+def _fork_child():
+    """fork() with the child in its own process group and killed if we die."""
+    pid = os.fork()
+    if pid:
+        try:
+            os.setpgid(pid, pid)  # done on both sides so no kill can race the child's own call
+        except OSError:
+            pass
+        return pid
+    os.setpgid(0, 0)
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    return 0
+
+
+# --- discovery ---------------------------------------------------------------------------
+
+def discover(folder, timeout):
+    """Import each plugin module in a throw-away child first; return the Catalog.
+
+    All modules are tried at once, so a hanging module costs one timeout, not one each.
+    """
+    children = {}  # pid -> (path, read end)
+    for path in registry.module_files(folder):
+        r, w = os.pipe()
+        pid = _fork_child()
+        if pid == 0:
+            os.close(r)
+            try:
+                units, rejections = registry.units_of(registry.load_module(path), path.name)
+                answer = {"units": [u.__dict__ for u in units], "rejections": [x.__dict__ for x in rejections]}
+            except SystemExit as e:
+                answer = {"error": f"called sys.exit({e.code!r}) while being imported"}
+            except BaseException as e:
+                answer = {"error": f"failed to import: {type(e).__name__}: {e}{worker._where(e)}"}
+            with os.fdopen(w, "w") as f:
+                json.dump(answer, f)
+            os._exit(0)
+        os.close(w)
+        children[pid] = (path, r)
+
+    found, deadline = [], time.monotonic() + timeout
+    sel = selectors.DefaultSelector()
+    buffers = {}
+    for pid, (path, r) in children.items():
+        sel.register(r, selectors.EVENT_READ, pid)
+        buffers[pid] = bytearray()
+    open_pids = set(children)
+    while open_pids:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        for key, _ in sel.select(remaining):
+            chunk = os.read(key.fd, 65536)
+            if chunk:
+                buffers[key.data] += chunk
+            else:
+                sel.unregister(key.fd)
+                open_pids.discard(key.data)
+    sel.close()
+    answers = {}
+    for pid, (path, r) in children.items():
+        hung = pid in open_pids
+        if hung:
+            os.killpg(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        os.close(r)
+        try:
+            answer = json.loads(buffers[pid]) if buffers[pid] else None
+        except ValueError:
+            answer = None
+        if hung:
+            answer = {"error": f"did not finish importing within {timeout:g} s (plugins.timeout); killed"}
+        elif answer is None:
+            answer = {"error": f"{describe_status(status)} while being imported"}
+        answers[path] = answer
+
+    for path, answer in answers.items():
+        if "error" in answer:
+            found.append(((), (registry.Rejection(path.name, "", answer["error"]),)))
+        else:
+            found.append((tuple(registry.Unit(**u) for u in answer["units"]),
+                          tuple(registry.Rejection(**x) for x in answer["rejections"])))
+    return registry.merge(found)
+
+
+def load_units(folder, catalog):
+    """Import the accepted modules here, for the workers; returns ({unit key: class}, catalog)."""
+    classes, failed = {}, []
+    modules = {}
+    for unit in catalog.units:
+        if unit.module not in modules:
+            try:
+                modules[unit.module] = registry.load_module(os.path.join(folder, unit.module))
+            except BaseException as e:  # imported fine in the trial child; flaky at import time
+                modules[unit.module] = None
+                failed.append(registry.Rejection(unit.module, "", f"failed to import: {e}"))
+        if modules[unit.module] is not None:
+            classes[unit.key] = getattr(modules[unit.module], unit.cls)
+    if failed:
+        catalog = registry.Catalog(tuple(u for u in catalog.units if modules[u.module] is not None),
+                                   catalog.rejections + tuple(failed))
+    return classes, catalog
+
+
+# --- serving -----------------------------------------------------------------------------
+
+class ForkServer:
+    def __init__(self, ctl, boot):
+        self.ctl = ctl
+        self.folder = boot["folder"]
+        self.spares = boot["spares"]
+        self.limit = boot["output_limit"]
+        self.settings = engine.EngineSettings(**boot["engine"])
+        self.workers = {}  # pid -> kill deadline (None while it is not being killed)
+        self.idle = 0  # forked workers the server has not taken yet
+        self.pending = 0  # replacement forks asked for
+        self.fork_at = None
+        self.classes = {}
+
+    def run(self, import_timeout):
+        catalog = discover(self.folder, import_timeout)
+        self.classes, catalog = load_units(self.folder, catalog)
+        wire.send_control(self.ctl, {"catalog": catalog.to_wire()})
+        self.pending, self.fork_at = self.spares, time.monotonic()
+
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # the handler only exists to wake select
+        sel = selectors.DefaultSelector()
+        sel.register(self.ctl, selectors.EVENT_READ, "ctl")
+        sel.register(wake_r, selectors.EVENT_READ, "wake")
+        self._keep = (self.ctl.fileno(), wake_r, wake_w, sel.fileno())
+        running = True
+        while running or self.workers:
+            for key, _ in sel.select(self._next_timer()):
+                if key.data == "wake":
+                    os.read(wake_r, 4096)
+                elif not self._on_control():
+                    running = False
+                    sel.unregister(self.ctl)
+                    self._stop_all()
+            self._reap()
+            self._run_timers(running)
+
+    def _on_control(self):
+        try:
+            msg, fds = wire.recv_control(self.ctl)
+        except OSError:
+            return False
+        for fd in fds:
+            os.close(fd)
+        if msg is None:
+            return False
+        if "spawn" in msg:
+            self.idle = max(0, self.idle - msg["spawn"])
+            self.pending += msg["spawn"]
+            delay = 0 if self.idle == 0 else REPLACE_DELAY
+            self.fork_at = min(self.fork_at or float("inf"), time.monotonic() + delay)
+        elif "kill" in msg:
+            self._kill(msg["kill"])
+        return True
+
+    def _fork_worker(self):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pid = _fork_child()
+        if pid == 0:
+            code = 0
+            try:
+                for fd in self._keep:
+                    os.close(fd)
+                ours.close()
+                worker.serve(theirs, self.classes, self.settings, self.limit)
+            except BaseException:
+                code = 70
+            finally:
+                os._exit(code)
+        theirs.close()
+        self.workers[pid] = None
+        self.idle += 1
+        try:
+            wire.send_control(self.ctl, {"worker": pid}, [ours.fileno()])
+        except OSError:
+            pass  # the server is gone: closing our end below makes the worker exit
+        ours.close()
+
+    def _kill(self, pid):
+        if pid in self.workers and self.workers[pid] is None:
+            self._signal_group(pid, signal.SIGTERM)
+            self.workers[pid] = time.monotonic() + KILL_GRACE
+
+    def _signal_group(self, pid, sig):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def _stop_all(self):
+        for pid in list(self.workers):
+            self._kill(pid)
+
+    def _next_timer(self):
+        times = [t for t in self.workers.values() if t not in (None, float("inf"))]
+        if self.pending and self.fork_at is not None:
+            times.append(self.fork_at)
+        return max(0.0, min(times) - time.monotonic()) if times else None
+
+    def _run_timers(self, running):
+        now = time.monotonic()
+        for pid, kill_at in self.workers.items():
+            if kill_at is not None and kill_at <= now:
+                self._signal_group(pid, signal.SIGKILL)
+                self.workers[pid] = float("inf")
+        if not running:
+            self.pending = 0
+        while self.pending and self.fork_at is not None and self.fork_at <= now:
+            self.pending -= 1
+            self._fork_worker()
+        if not self.pending:
+            self.fork_at = None
+
+    def _reap(self):
+        while True:
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if info is None or info.si_pid == 0:
+                return
+            pid = info.si_pid
+            if pid in self.workers:
+                # The worker is a zombie, so its pid (= its group id) cannot be reused yet:
+                # kill whatever it left running in its group before letting the pid go.
+                self._signal_group(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+            if self.workers.pop(pid, "not ours") != "not ours":
+                self._tell({"exited": pid, "how": describe_status(status)})
+
+    def _tell(self, msg):
+        try:
+            wire.send_control(self.ctl, msg)
+        except OSError:
+            pass  # the server is gone; we are shutting down anyway
+
+
+def main():
+    ctl = socket.socket(fileno=int(sys.argv[1]))
+    boot = json.loads(sys.stdin.read())
+    logs.configure(boot["log_level"], boot["log_file"])
+    _libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
+    # No PDEATHSIG here: it fires when the *thread* that started us ends, and the server
+    # starts fork servers from short-lived threads.  The control socket's EOF stops us instead.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole terminal group; the server decides
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    ForkServer(ctl, boot).run(boot["import_timeout"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""The engine protocol: the four methods the oVirt engine calls, and what it may be answered.
+
+Every answer here is shaped so the engine's parser cannot throw (ENGINE_CONTRACT §2):
+the envelope always carries an int `result_code`, a `result`, a struct `plugin_errors`
+of string arrays and an `errors` string array; scores are 32-bit ints; a balance answer
+always has two elements; nothing is ever None; no host id the engine did not send is
+ever returned.  A failed unit becomes a `plugin_errors` entry here, and only here.
+"""
+
+import dataclasses
+import math
+import re
+import time
+
+from .errors import BadArguments, BadUnitOutput, UnitError
+from .executor import Call
+from .registry import UNIT_TYPES
+
+INT32_MIN, INT32_MAX = -2**31, 2**31 - 1
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+def nothing_to_do():
+    return ["", []]  # the engine reads an empty VM id as "no migration"
+
+FAILED = object()
+
+
+@dataclasses.dataclass
+class Record:
+    """What one request did, for its log line."""
+    units: list = dataclasses.field(default_factory=list)
+    failed: dict = dataclasses.field(default_factory=dict)
+    errors: list = dataclasses.field(default_factory=list)
+
+
+def envelope(result, record):
+    return {"result_code": 1 if record.failed or record.errors else 0,
+            "result": result,
+            "plugin_errors": {name: msgs for name, msgs in record.failed.items()},
+            "errors": list(record.errors)}
+
+
+# --- argument checks (a wrong shape is a fault, with a message that says which argument) ---
+
+def _string_list(value, what):
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise BadArguments(f"{what} must be an array of strings, got {_describe(value)}")
+    return value
+
+
+def _string(value, what):
+    if not isinstance(value, str):
+        raise BadArguments(f"{what} must be a string, got {_describe(value)}")
+    return value
+
+
+def _properties(value, nil_ok):
+    if value is None and nil_ok:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                              for k, v in value.items()):
+        raise BadArguments(f"properties must be a struct of string values, got {_describe(value)}")
+    return value
+
+
+def _describe(value):
+    text = repr(value)
+    return f"{type(value).__name__} {text[:80] + '…' if len(text) > 80 else text}"
+
+
+def _unique(hosts):
+    return list(dict.fromkeys(hosts))
+
+
+# --- what a unit returns, checked and narrowed to what the engine may receive -------------
+
+def filter_result(value, sent):
+    if not isinstance(value, list) or not all(isinstance(h, str) for h in value):
+        raise BadUnitOutput(f"a filter must return a list of host ids, it returned {_describe(value)}")
+    passed = set(value)
+    return [h for h in sent if h in passed]
+
+
+def score_result(value, sent):
+    """{host: int score} for every host sent; a host the unit left out gets its worst score,
+    so leaving a host out can never make it look better (lower is better in the engine)."""
+    pairs = value.items() if isinstance(value, dict) else value
+    if not isinstance(pairs, (list, type({}.items()))):
+        raise BadUnitOutput(f"a score unit must return [host, score] pairs, it returned {_describe(value)}")
+    wanted, scores = set(sent), {}
+    for pair in pairs:
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and isinstance(pair[0], str)):
+            raise BadUnitOutput(f"a score entry must be [host id, number], got {_describe(pair)}")
+        host, score = pair
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or \
+                (isinstance(score, float) and not math.isfinite(score)):
+            raise BadUnitOutput(f"score for host {host} must be a finite number, got {_describe(score)}")
+        if host in wanted:
+            scores[host] = round(score)
+    if sent and not scores:
+        raise BadUnitOutput(f"scored none of the {len(sent)} hosts it was given")
+    worst = max(scores.values(), default=0)
+    return {h: scores.get(h, worst) for h in sent}
+
+
+def balance_result(value, sent):
+    if value is None or value == "" or (isinstance(value, (list, tuple)) and len(value) == 0):
+        return nothing_to_do()
+    if not (isinstance(value, (list, tuple)) and len(value) == 2):
+        raise BadUnitOutput(f"a balancer must return (vm id, [host ids]) or None, it returned {_describe(value)}")
+    vm, hosts = value
+    if vm is None or vm == "":
+        return nothing_to_do()
+    if not isinstance(vm, str) or not _UUID.fullmatch(vm):
+        raise BadUnitOutput(f"the VM id must be a UUID string, got {_describe(vm)}")
+    if not isinstance(hosts, (list, tuple)) or not all(isinstance(h, str) for h in hosts):
+        raise BadUnitOutput(f"the candidate hosts must be a list of host ids, got {_describe(hosts)}")
+    returned = set(hosts)
+    candidates = [h for h in sent if h in returned]
+    if hosts and not candidates:
+        # An empty list would tell the engine "any host": never widen what the unit asked for.
+        raise BadUnitOutput(f"none of its candidate hosts {list(hosts)[:5]} was in the request")
+    return [vm.lower(), candidates]
+
+
+def clamp32(n):
+    return max(INT32_MIN, min(INT32_MAX, n))
+
+
+class EngineProtocol:
+    """The published XML-RPC methods; their docstrings are what system.methodHelp shows."""
+
+    def __init__(self, executor, timeout):
+        self.executor = executor
+        self.timeout = timeout
+
+    def _run(self, utype, names_and_args, record):
+        """Run the named units of one type; one value per input, FAILED where the unit failed."""
+        self.executor.reload_if_changed()
+        deadline = time.monotonic() + self.timeout
+        catalog = self.executor.catalog
+        values, calls, slots = [FAILED] * len(names_and_args), [], []
+        for i, (name, args) in enumerate(names_and_args):
+            record.units.append(name)
+            unit = catalog.find(utype, name)
+            if unit is None:
+                record.failed.setdefault(name, []).append(
+                    f"no {utype} unit named {name!r} was discovered; "
+                    "`ovirt-scheduler-proxy list` shows the units and why any were rejected")
+                continue
+            calls.append(Call(unit, args))
+            slots.append(i)
+        for i, value in zip(slots, self.executor.run(calls, deadline) if calls else []):
+            if isinstance(value, UnitError):
+                name = names_and_args[i][0]
+                record.failed.setdefault(name, []).append(f"{type(value).__name__}: {value}")
+            else:
+                values[i] = value
+        return values
+
+    def _checked(self, name, value, check, sent, record):
+        try:
+            return check(value, sent)
+        except BadUnitOutput as e:
+            record.failed.setdefault(name, []).append(f"BadUnitOutput: {e}")
+            return None
+
+    def discover(self, record):
+        """Return the policy units: {"filters"|"scores"|"balance": {name: [description, parameters]}}."""
+        self.executor.reload_if_changed()
+        answer = {"filters": {}, "scores": {}, "balance": {}}
+        for unit in self.executor.catalog.units:
+            answer[UNIT_TYPES[unit.type][1]][unit.name] = [unit.description, unit.properties]
+        record.units = [u.name for u in self.executor.catalog.units]
+        return answer
+
+    def runFilters(self, record, names, hosts, vm, properties):
+        """Run filters (array of names) on hosts (array of ids) for VM vm; result: the hosts that pass all."""
+        names = _string_list(names, "filter names (argument 1)")
+        hosts = _unique(_string_list(hosts, "host ids (argument 2)"))
+        vm = _string(vm, "VM id (argument 3)")
+        properties = _properties(properties, nil_ok=True)
+        values = self._run("filter", [(n, [hosts, vm, properties]) for n in names], record)
+        passed, any_ok = set(hosts), False
+        for name, value in zip(names, values):
+            result = None if value is FAILED else self._checked(name, value, filter_result, hosts, record)
+            if result is not None:
+                any_ok = True
+                passed &= set(result)
+        if names and not any_ok:
+            record.errors.append("all filters failed; no host was filtered out")
+            return envelope(hosts, record)
+        return envelope([h for h in hosts if h in passed], record)
+
+    def runCostFunctions(self, record, pairs, hosts, vm, properties):
+        """Run score units ([[name, weight], ...]) on hosts for VM vm; result: [[host, weighted sum]]; lower is better."""
+        if not isinstance(pairs, list) or not all(
+                isinstance(p, list) and len(p) == 2 and isinstance(p[0], str)
+                and isinstance(p[1], int) and not isinstance(p[1], bool) for p in pairs):
+            raise BadArguments("score units (argument 1) must be an array of [name, integer weight] "
+                               f"pairs, got {_describe(pairs)}")
+        hosts = _unique(_string_list(hosts, "host ids (argument 2)"))
+        vm = _string(vm, "VM id (argument 3)")
+        properties = _properties(properties, nil_ok=True)
+        values = self._run("score", [(n, [hosts, vm, properties]) for n, _ in pairs], record)
+        totals = dict.fromkeys(hosts, 0)
+        # The engine gets summed 2-element pairs, so it applies no factor of its own
+        # (ENGINE_CONTRACT §2.4): the weights are applied here.
+        for (name, weight), value in zip(pairs, values):
+            scores = None if value is FAILED else self._checked(name, value, score_result, hosts, record)
+            for host, score in (scores or {}).items():
+                totals[host] += weight * score
+        return envelope([[h, clamp32(t)] for h, t in totals.items()], record)
+
+    def runLoadBalancing(self, record, name, hosts, properties):
+        """Run balancer name on hosts; result: [vm id to migrate, [candidate host ids]], or ["", []] for nothing."""
+        name = _string(name, "balancer name (argument 1)")
+        hosts = _unique(_string_list(hosts, "host ids (argument 2)"))
+        properties = _properties(properties, nil_ok=True)
+        [value] = self._run("balance", [(name, [hosts, properties])], record)
+        result = None if value is FAILED else self._checked(name, value, balance_result, hosts, record)
+        return envelope(result or nothing_to_do(), record)
+
+
+PUBLISHED = ("discover", "runFilters", "runCostFunctions", "runLoadBalancing")

@@ -1,0 +1,154 @@
+"""The plugin registry: which policy units a plugin folder holds, and which were rejected.
+
+A unit is a class, defined in a `*.py` module of the plugin folder, with `do_filter`,
+`do_score` or `do_balance` (the original oVirt proxy's convention, kept so its plugins
+run unchanged).  Modules are imported by the fork server, each first in a throw-away child
+(see `forkserver.discover`), so a module that hangs or exits at import cannot take the
+proxy down; this module only says what a module holds and merges the answers.
+"""
+
+import dataclasses
+import functools
+import importlib.util
+import inspect
+import os
+import re
+import sys
+from pathlib import Path
+
+# The engine's method → the unit type, the discover() key, and the call's parameters.
+UNIT_TYPES = {
+    "filter": ("do_filter", "filters"),
+    "score": ("do_score", "scores"),
+    "balance": ("do_balance", "balance"),
+}
+METHOD_TYPES = {method: utype for utype, (method, _) in UNIT_TYPES.items()}
+
+# ENGINE_CONTRACT §5: what the engine's CustomPropertiesUtils accepts (Java String.matches,
+# so the whole string).  A unit whose map fails this is skipped by the engine anyway.
+_PROPERTIES_SYNTAX = re.compile(r"(?:[a-z_A-Z0-9]+=[^;]*(?:;[a-z_A-Z0-9]+=[^;]*)*;?)?", re.S)
+
+MODULE_PREFIX = "proxy_units."  # keeps a plugin named json.py from shadowing the stdlib
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    type: str  # filter, score or balance
+    name: str  # the class name: what the engine knows the unit by
+    module: str  # file name in the plugin folder
+    cls: str
+    description: str
+    properties: str  # the engine-syntax parameter map (properties_validation)
+
+    @property
+    def key(self):
+        return f"{self.module}:{self.cls}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Rejection:
+    module: str
+    unit: str  # "" when the whole module was rejected
+    reason: str
+
+
+def module_files(folder):
+    """The plugin modules of a folder, in a stable order; `_x.py` files are helpers, not plugins."""
+    folder = Path(folder)
+    return sorted(p for p in folder.glob("*.py") if not p.name.startswith(("_", ".")))
+
+
+def fingerprint(folder):
+    """Changes whenever a plugin file is added, removed or rewritten (cheap: one scandir)."""
+    try:
+        with os.scandir(folder) as entries:
+            return tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size)
+                                for e in entries if e.name.endswith(".py")))
+    except OSError:
+        return None
+
+
+def properties_problem(value):
+    """Why a properties_validation value would be refused by the engine, or None."""
+    if not isinstance(value, str):
+        return f"properties_validation must be a string, not {type(value).__name__}"
+    if not _PROPERTIES_SYNTAX.fullmatch(value):
+        return (f"properties_validation {value!r} is not in the engine's syntax "
+                "'key=regex;key=regex' (keys: letters, digits and _ only; no spaces or empty entries)")
+    return None
+
+
+def load_module(path):
+    """Import one plugin file under a private name, replacing an earlier import of it."""
+    path = Path(path)
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.append(folder)  # appended, so plugins can import sibling helpers but not shadow the stdlib
+    name = MODULE_PREFIX + path.stem
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def units_of(module, file_name):
+    """The units a module defines, and the ones it defines badly: (units, rejections)."""
+    units, rejections = [], []
+    for cls_name, cls in inspect.getmembers(module, inspect.isclass):
+        if cls.__module__ != module.__name__:
+            continue  # imported from elsewhere: it belongs to the module that defines it
+        for utype, (method, _) in UNIT_TYPES.items():
+            if not callable(getattr(cls, method, None)):
+                continue
+            props = getattr(cls, "properties_validation", "")
+            problem = properties_problem(props)
+            if problem:
+                rejections.append(Rejection(file_name, cls_name, problem))
+                continue
+            doc = inspect.getdoc(getattr(cls, method)) or ""
+            units.append(Unit(utype, cls_name, file_name, cls_name, " ".join(doc.split()), props))
+    return units, rejections
+
+
+def merge(found):
+    """Merge per-module answers; a second unit with a taken (type, name) is rejected, not swapped in."""
+    units, rejections, seen = [], [], {}
+    for module_units, module_rejections in found:
+        rejections.extend(module_rejections)
+        for unit in module_units:
+            first = seen.get((unit.type, unit.name))
+            if first:
+                rejections.append(Rejection(unit.module, unit.name,
+                                            f"duplicate {unit.type} unit name: {first.module} already "
+                                            f"defines {unit.name}; rename one of the classes"))
+                continue
+            seen[(unit.type, unit.name)] = unit
+            units.append(unit)
+    return Catalog(tuple(units), tuple(rejections))
+
+
+@dataclasses.dataclass(frozen=True)
+class Catalog:
+    units: tuple = ()
+    rejections: tuple = ()
+
+    @functools.cached_property
+    def _index(self):
+        return {(u.type, u.name): u for u in self.units}
+
+    def find(self, utype, name):
+        return self._index.get((utype, name))
+
+    def to_wire(self):
+        return {"units": [dataclasses.asdict(u) for u in self.units],
+                "rejections": [dataclasses.asdict(r) for r in self.rejections]}
+
+    @classmethod
+    def from_wire(cls, data):
+        return cls(tuple(Unit(**u) for u in data["units"]),
+                   tuple(Rejection(**r) for r in data["rejections"]))

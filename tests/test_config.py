@@ -1,0 +1,84 @@
+"""Configuration: one table, TOML file, flags, and errors that name the key."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from proxy import config
+from proxy.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path, text):
+    p = tmp_path / "proxy.toml"
+    p.write_text(text)
+    return p
+
+
+def test_defaults_match_the_engine_defaults():
+    cfg = config.load()
+    assert (cfg.server.host, cfg.server.port) == ("127.0.0.1", 18781)
+    assert cfg.plugins.timeout == 30.0
+    assert cfg.plugin_folder == ROOT / "balancers"
+
+
+def test_shipped_default_file_is_generated_from_the_table():
+    assert (ROOT / "config" / "proxy.toml").read_text() == config.render_default_file()
+    # and it loads to exactly the defaults
+    assert config.load(ROOT / "config" / "proxy.toml").values == config.load().values
+
+
+def test_file_then_flags(tmp_path):
+    p = write(tmp_path, '[server]\nport = 9000\n[plugins]\ntimeout = 5\nfolder = "units"\n')
+    cfg = config.load(p, {"server.port": "9001"})
+    assert cfg.server.port == 9001
+    assert cfg.plugins.timeout == 5.0
+    assert cfg.plugin_folder == tmp_path / "units"  # relative to the file, not the cwd
+
+
+@pytest.mark.parametrize("text, words", [
+    ('[server]\nport = 70000\n', ["server.port", "between 1 and 65535"]),
+    ('[server]\nport = "18781"\n', ["server.port", "whole number"]),
+    ('[plugins]\ntimeout = -1\n', ["plugins.timeout", "greater than 0"]),
+    ('[plugins]\ntimout = 3\n', ["timout", "timeout"]),
+    ('[sever]\nport = 1\n', ["[sever]", "server"]),
+    ('[log]\nlevel = "LOUD"\n', ["log.level", "DEBUG"]),
+    ('[engine]\nurl = "engine.example.com"\n', ["engine.url", "https://"]),
+    ('[engine]\ninsecure = "yes"\n', ["engine.insecure", "true or false"]),
+    ('[server\nport = 1\n', ["not valid TOML"]),
+])
+def test_bad_values_name_the_key(tmp_path, text, words):
+    with pytest.raises(ConfigError) as e:
+        config.load(write(tmp_path, text))
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_bad_flag_names_the_flag():
+    with pytest.raises(ConfigError, match=r"server.port \(flag --port\): expected a number"):
+        config.load(None, {"server.port": "eighty"})
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.load("/nonexistent/proxy.toml")
+
+
+def test_password_file(tmp_path, monkeypatch):
+    pw = tmp_path / "pw"
+    pw.write_text("s3cret\n")
+    assert config.load(write(tmp_path, '[engine]\npassword_file = "pw"\n')).engine_password() == "s3cret"
+    monkeypatch.setenv("OVIRT_ENGINE_PASSWORD", "from-env")
+    assert config.load().engine_password() == "from-env"
+    with pytest.raises(ConfigError, match="engine.password_file"):
+        config.load(write(tmp_path, '[engine]\npassword_file = "missing"\n')).engine_password()
+
+
+def test_cli_exits_2_on_a_bad_config(tmp_path):
+    p = write(tmp_path, '[plugins]\nconcurrency = 0\n')
+    r = subprocess.run([sys.executable, "-m", "proxy", "serve", "--config", str(p)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 2
+    assert "plugins.concurrency" in r.stderr and "at least 1" in r.stderr
