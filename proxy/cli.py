@@ -153,12 +153,15 @@ def serve(cfg, simulate=None):
 
 
 def _signal_loop(wake_r, server, executor, timeout):
+    drained_r, drained_w = os.pipe()
     stopping = False
     while True:
         try:
-            select.select([wake_r], [], [])
+            ready, _, _ = select.select([wake_r, drained_r], [], [])
         except InterruptedError:
             continue
+        if drained_r in ready:
+            return
         for signum in os.read(wake_r, 64):
             if signum == signal.SIGHUP and not stopping:
                 try:
@@ -171,14 +174,14 @@ def _signal_loop(wake_r, server, executor, timeout):
                     return
                 stopping = True
                 log.info("stopping: no new connections, waiting for calls in progress")
-                threading.Thread(target=_drain, args=(server, timeout, wake_r), daemon=True).start()
+                threading.Thread(target=_drain, args=(server, timeout, drained_w), daemon=True).start()
 
 
-def _drain(server, timeout, wake_r):
+def _drain(server, timeout, drained_w):
     server.shutdown()  # stop accepting; calls in progress go on
     if not server.wait_idle(timeout + 2):
         log.warning("calls still running after %.0f s; stopping anyway", timeout + 2)
-    signal.raise_signal(signal.SIGTERM)  # wakes the loop, which is already stopping → returns
+    os.write(drained_w, b"x")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _port(v):
-    if not 1 <= v <= 65535:
-        return "must be between 1 and 65535"
+    if not 0 <= v <= 65535:
+        return "must be between 1 and 65535 (0: any free port)"
 
 
 def _positive(v):
