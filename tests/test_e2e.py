@@ -1,0 +1,156 @@
+"""End to end: the real `ovirt-scheduler-proxy` process, called the way the engine calls it."""
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import xmlrpc.client
+
+import pytest
+
+from tests.conftest import PLUGINS, ROOT, alive, descendants
+
+pytestmark = pytest.mark.e2e
+VM = "3fd0bb5e-2f4b-4e5a-9b6c-0d1e2f3a4b5c"
+HOSTS = ["6a1e0000-0000-0000-0000-000000000001", "6a1e0000-0000-0000-0000-00000000bad2"]
+
+
+def cli(*args, timeout=60):
+    return subprocess.run([sys.executable, "-m", "proxy", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=timeout)
+
+
+def test_engine_calls_end_to_end(start_proxy):
+    p = start_proxy(PLUGINS / "basic")
+    s = xmlrpc.client.ServerProxy(p.url)
+    units = s.discover()
+    assert units["filters"]["drop_marked"] == [
+        "Drops hosts whose id contains the drop_marker property (default 'bad').", "drop_marker=.*"]
+    assert set(units["scores"]) == {"by_length", "by_position", "both_kinds"}
+    assert units["balance"]["first_vm"][1] == "vm_to_move=[0-9a-f-]*"
+
+    assert s.runFilters(["keep_all", "drop_marked"], HOSTS, VM, {})["result"] == HOSTS[:1]
+    scores = s.runCostFunctions([["by_position", 10]], HOSTS, VM, {"HighUtilization": "80"})
+    assert scores["result"] == [[HOSTS[0], 0], [HOSTS[1], 10]]
+    assert s.runLoadBalancing("first_vm", HOSTS, {"vm_to_move": VM})["result"] == [VM, HOSTS[1:]]
+    assert s.runLoadBalancing("first_vm", HOSTS, {})["result"] == ["", []]
+    unknown = s.runLoadBalancing("no_such_balancer", HOSTS, {})
+    assert unknown["result"] == ["", []] and unknown["result_code"] == 1
+    assert "no_such_balancer" in unknown["plugin_errors"]
+
+    log = p.log()
+    assert "runFilters units=keep_all,drop_marked" in log
+    assert "runLoadBalancing units=no_such_balancer" in log and "no balance unit named" in log
+
+
+def test_every_misbehaving_unit_answers_within_timeout_plus_one_second(start_proxy, tmp_path):
+    p = start_proxy(PLUGINS / "misbehaving", "--timeout", "2")
+    s = xmlrpc.client.ServerProxy(p.url)
+    pid_file = str(tmp_path / "gc.pid")
+    calls = [
+        ("runFilters", (["raises"], HOSTS, VM, {}), HOSTS),
+        ("runLoadBalancing", ("hangs", HOSTS, {}), ["", []]),
+        ("runFilters", (["garbage"], HOSTS, VM, {}), HOSTS),
+        ("runLoadBalancing", ("huge_output", HOSTS, {}), ["", []]),
+        ("runCostFunctions", ([["exits", 1]], HOSTS, VM, {}), [[h, 0] for h in HOSTS]),
+        ("runLoadBalancing", ("grandchild_hangs", HOSTS, {"pid_file": pid_file}), ["", []]),
+        ("runFilters", (["import_fails"], HOSTS, VM, {}), HOSTS),
+    ]
+    for method, args, expected in calls:
+        start = time.monotonic()
+        answer = getattr(s, method)(*args)
+        assert time.monotonic() - start < 3, method
+        assert answer["result"] == expected and answer["result_code"] == 1
+        assert all(isinstance(m, str) for msgs in answer["plugin_errors"].values() for m in msgs)
+    time.sleep(0.5)
+    grandchild = int(open(pid_file).read())
+    assert not alive(grandchild)
+    # float and overflowing scores come back as 32-bit ints
+    answer = s.runCostFunctions([["float_scores", 3]], HOSTS, VM, {})
+    assert answer["result"] == [[HOSTS[0], 2**31 - 1], [HOSTS[1], 9]]
+
+
+def test_list_shows_units_and_rejections():
+    r = cli("list", "--plugins", str(PLUGINS / "misbehaving"), "--timeout", "1")
+    assert r.returncode == 0, r.stderr
+    assert "balance  hangs  (runtime.py)" in r.stdout
+    assert "Rejected:" in r.stdout and "import_hangs.py: did not finish importing" in r.stdout
+    assert "bad_params.py:bad_params: properties_validation" in r.stdout
+    data = json.loads(cli("list", "--plugins", str(PLUGINS / "basic"), "--json").stdout)
+    assert {"type": "filter", "name": "drop_marked", "module": "units.py", "cls": "drop_marked",
+            "description": "Drops hosts whose id contains the drop_marker property (default 'bad').",
+            "properties": "drop_marker=.*"} in data["units"]
+    assert not any(u["module"].startswith("_") for u in data["units"])
+
+
+def test_list_shows_the_shipped_balancers_by_default():
+    r = cli("list")
+    assert r.returncode == 0, r.stderr
+    assert "host_memory_balance" in r.stdout and "Rejected" not in r.stdout
+
+
+def test_sighup_and_file_changes_reload_the_units(start_proxy, tmp_path):
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    shutil.copy(PLUGINS / "basic" / "units.py", folder)
+    p = start_proxy(folder)
+    s = xmlrpc.client.ServerProxy(p.url)
+    assert "legacy_filter" not in s.discover()["filters"]
+    shutil.copy(PLUGINS / "basic" / "legacy.py", folder)
+    assert "legacy_filter" in s.discover()["filters"]  # a changed folder is seen by the next call
+    p.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "plugins reloaded (SIGHUP)" not in p.log():
+        assert time.monotonic() < deadline, p.log()
+        time.sleep(0.05)
+    assert s.runFilters(["legacy_filter"], HOSTS, VM, {})["result"] == HOSTS[:1]
+
+
+def test_sigterm_drains_the_call_in_progress_and_leaves_no_process(start_proxy):
+    p = start_proxy(PLUGINS / "misbehaving", "--timeout", "2")
+    s = xmlrpc.client.ServerProxy(p.url)
+    s.discover()
+    answers = []
+    t = threading.Thread(target=lambda: answers.append(
+        xmlrpc.client.ServerProxy(p.url).runLoadBalancing("hangs", HOSTS, {})))
+    t.start()
+    time.sleep(0.5)
+    below = descendants(p.proc.pid)
+    assert below  # the fork server and its workers
+    assert p.stop(signal.SIGTERM) == 0
+    t.join(5)
+    assert answers and answers[0]["result"] == ["", []]  # the call in progress got its answer
+    time.sleep(0.2)
+    assert [pid for pid in below if alive(pid)] == []
+    assert "stopped" in p.log()
+
+
+def test_second_sigint_stops_at_once(start_proxy, tmp_path):
+    shutil.copy(PLUGINS / "misbehaving" / "runtime.py", tmp_path)
+    p = start_proxy(tmp_path, "--timeout", "30")
+
+    def hung_call():
+        try:
+            xmlrpc.client.ServerProxy(p.url).runLoadBalancing("hangs", HOSTS, {})
+        except OSError:
+            pass  # the proxy stopped without answering: what a second SIGINT is for
+
+    threading.Thread(target=hung_call, daemon=True).start()
+    time.sleep(0.5)
+    below = descendants(p.proc.pid)
+    p.proc.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    start = time.monotonic()
+    assert p.stop(signal.SIGINT, timeout=10) == 0
+    assert time.monotonic() - start < 5
+    time.sleep(0.3)
+    assert [pid for pid in below if alive(pid)] == []
+
+
+def test_port_in_use_is_a_clear_error(start_proxy):
+    p = start_proxy(PLUGINS / "basic")
+    port = p.url.rsplit(":", 1)[1].strip("/")
+    r = cli("serve", "--port", port, "--plugins", str(PLUGINS / "basic"))
+    assert r.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in r.stderr
