@@ -155,7 +155,8 @@ class Generation:
                 self.cond.wait(remaining)
             return self.pool.popleft()
 
-    def how_it_ended(self, pid, wait):
+    def how_it_ended(self, pid, wait=0.3):
+        """The fork server reports only endings other than a clean exit, so no news is 'ended'."""
         with self.cond:
             self.cond.wait_for(lambda: pid in self.exits or not self.alive, wait)
             return self.exits.pop(pid, "ended")
@@ -182,7 +183,7 @@ class Generation:
                 w.sock.setblocking(False)
             except OSError:
                 w.sock.close()
-                results[i] = UnitCrashed(f"its worker {self.how_it_ended(w.pid, 1.0)} before the call started")
+                results[i] = UnitCrashed(f"its worker {self.how_it_ended(w.pid)} before the call started")
                 continue
             inflight[w.sock] = (i, w, wire.FrameReader(limit))
             sel.register(w.sock, selectors.EVENT_READ)
@@ -209,7 +210,7 @@ class Generation:
                 del inflight[w.sock]
                 w.sock.close()  # lets the worker exit now that its answer is read
                 if msg is None:
-                    results[i] = UnitCrashed(f"its process {self.how_it_ended(w.pid, 1.0)} without answering")
+                    results[i] = UnitCrashed(f"its process {self.how_it_ended(w.pid)} without answering")
                 elif msg.get("ok"):
                     results[i] = _Answer(msg.get("result"), msg.get("token"))
                 else:
