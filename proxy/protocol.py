@@ -126,6 +126,45 @@ def clamp32(n):
     return max(INT32_MIN, min(INT32_MAX, n))
 
 
+def _checked(name, value, check, sent, record):
+    """The unit's answer narrowed by check, or None (noted in record) if it failed or is malformed."""
+    if value is FAILED:
+        return None
+    try:
+        return check(value, sent)
+    except BadUnitOutput as e:
+        record.failed.setdefault(name, []).append(f"BadUnitOutput: {e}")
+        return None
+
+
+def combine_filters(hosts, outcomes, record):
+    """The hosts every working filter passed; all hosts (and an error) if no filter worked,
+    as the original proxy did: failing open is what the engine itself does on errors."""
+    passed, any_ok = set(hosts), False
+    for name, value in outcomes:
+        result = _checked(name, value, filter_result, hosts, record)
+        if result is not None:
+            any_ok = True
+            passed &= set(result)
+    if outcomes and not any_ok:
+        record.errors.append("all filters failed; no host was filtered out")
+        return list(hosts)
+    return [h for h in hosts if h in passed]
+
+
+def combine_scores(hosts, outcomes, record):
+    """[[host, Σ weight × score]] over the units that worked, one entry per host, 32-bit.
+
+    The engine gets summed 2-element pairs, so it applies no factor of its own
+    (ENGINE_CONTRACT §2.4): the weights are applied here.  outcomes: [(name, weight, value)].
+    """
+    totals = dict.fromkeys(hosts, 0)
+    for name, weight, value in outcomes:
+        for host, score in (_checked(name, value, score_result, hosts, record) or {}).items():
+            totals[host] += weight * score
+    return [[h, clamp32(t)] for h, t in totals.items()]
+
+
 class EngineProtocol:
     """The published XML-RPC methods; their docstrings are what system.methodHelp shows."""
 
@@ -157,13 +196,6 @@ class EngineProtocol:
                 values[i] = value
         return values
 
-    def _checked(self, name, value, check, sent, record):
-        try:
-            return check(value, sent)
-        except BadUnitOutput as e:
-            record.failed.setdefault(name, []).append(f"BadUnitOutput: {e}")
-            return None
-
     def discover(self, record):
         """Return the policy units: {"filters"|"scores"|"balance": {name: [description, parameters]}}."""
         self.executor.reload_if_changed()
@@ -180,16 +212,7 @@ class EngineProtocol:
         vm = _string(vm, "VM id (argument 3)")
         properties = _properties(properties, nil_ok=True)
         values = self._run("filter", [(n, [hosts, vm, properties]) for n in names], record)
-        passed, any_ok = set(hosts), False
-        for name, value in zip(names, values):
-            result = None if value is FAILED else self._checked(name, value, filter_result, hosts, record)
-            if result is not None:
-                any_ok = True
-                passed &= set(result)
-        if names and not any_ok:
-            record.errors.append("all filters failed; no host was filtered out")
-            return envelope(hosts, record)
-        return envelope([h for h in hosts if h in passed], record)
+        return envelope(combine_filters(hosts, list(zip(names, values)), record), record)
 
     def runCostFunctions(self, record, pairs, hosts, vm, properties):
         """Run score units ([[name, weight], ...]) on hosts for VM vm; result: [[host, weighted sum]]; lower is better."""
@@ -202,14 +225,8 @@ class EngineProtocol:
         vm = _string(vm, "VM id (argument 3)")
         properties = _properties(properties, nil_ok=True)
         values = self._run("score", [(n, [hosts, vm, properties]) for n, _ in pairs], record)
-        totals = dict.fromkeys(hosts, 0)
-        # The engine gets summed 2-element pairs, so it applies no factor of its own
-        # (ENGINE_CONTRACT §2.4): the weights are applied here.
-        for (name, weight), value in zip(pairs, values):
-            scores = None if value is FAILED else self._checked(name, value, score_result, hosts, record)
-            for host, score in (scores or {}).items():
-                totals[host] += weight * score
-        return envelope([[h, clamp32(t)] for h, t in totals.items()], record)
+        outcomes = [(n, w, v) for (n, w), v in zip(pairs, values)]
+        return envelope(combine_scores(hosts, outcomes, record), record)
 
     def runLoadBalancing(self, record, name, hosts, properties):
         """Run balancer name on hosts; result: [vm id to migrate, [candidate host ids]], or ["", []] for nothing."""
@@ -217,7 +234,7 @@ class EngineProtocol:
         hosts = _unique(_string_list(hosts, "host ids (argument 2)"))
         properties = _properties(properties, nil_ok=True)
         [value] = self._run("balance", [(name, [hosts, properties])], record)
-        result = None if value is FAILED else self._checked(name, value, balance_result, hosts, record)
+        result = _checked(name, value, balance_result, hosts, record)
         return envelope(result or nothing_to_do(), record)
 
 

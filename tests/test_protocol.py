@@ -85,3 +85,47 @@ def test_envelope_never_holds_none_and_sets_result_code():
     assert protocol.envelope([], rec) == {"result_code": 0, "result": [], "plugin_errors": {}, "errors": []}
     rec.failed["u"] = ["boom"]
     assert protocol.envelope(["h"], rec)["result_code"] == 1
+
+
+# --- aggregation over several units (what runFilters / runCostFunctions answer) ----------
+
+OUTCOME = st.one_of(st.just(protocol.FAILED), st.just({"bad": "shape"}), st.lists(HOST, max_size=6))
+
+
+@given(HOSTS, st.lists(OUTCOME, max_size=5), st.data())
+def test_filters_intersect_the_units_that_worked(hosts, outcomes, data):
+    # let some units return some of the sent hosts too
+    outcomes = [o if o is protocol.FAILED or isinstance(o, dict)
+                else o + data.draw(st.lists(st.sampled_from(hosts), max_size=6)) if hosts else o
+                for o in outcomes]
+    rec = protocol.Record()
+    named = [(f"f{i}", o) for i, o in enumerate(outcomes)]
+    out = protocol.combine_filters(hosts, named, rec)
+    worked = [set(o) for o in outcomes if isinstance(o, list)]
+    assert set(out) <= set(hosts) and out == [h for h in hosts if h in set(out)]
+    if outcomes and not worked:
+        assert out == hosts and rec.errors == ["all filters failed; no host was filtered out"]
+    else:
+        assert set(out) == set(hosts).intersection(*worked)
+        assert rec.errors == []
+    # failed calls were recorded when they failed; malformed answers are recorded here
+    assert sorted(rec.failed) == sorted(f"f{i}" for i, o in enumerate(outcomes) if isinstance(o, dict))
+
+
+@given(HOSTS.filter(bool), st.lists(st.tuples(st.integers(0, 10**6), st.booleans()), max_size=4), st.data())
+def test_scores_are_weighted_sums_clamped_to_int32_for_every_sent_host(hosts, units, data):
+    outcomes, expected = [], dict.fromkeys(hosts, 0)
+    for i, (weight, works) in enumerate(units):
+        if not works:
+            outcomes.append((f"s{i}", weight, protocol.FAILED))
+            continue
+        scores = {h: data.draw(st.integers(-10**9, 10**9)) for h in hosts}
+        outcomes.append((f"s{i}", weight, list(scores.items())))
+        for h in hosts:
+            expected[h] += weight * scores[h]
+    rec = protocol.Record()
+    out = protocol.combine_scores(hosts, outcomes, rec)
+    assert [h for h, _ in out] == hosts
+    assert all(type(v) is int and -2**31 <= v <= 2**31 - 1 for _, v in out)
+    assert dict(out) == {h: protocol.clamp32(v) for h, v in expected.items()}
+    assert rec.failed == {}
