@@ -1,0 +1,88 @@
+"""Memory balancer: move one VM off the host that has the least free memory.
+
+The decision is `choose()`, a pure function over engine data; `do_balance` only fetches
+that data (two REST requests whatever the host count: the hosts with their statistics,
+then the VMs on the most over-utilized host) and calls it.
+
+What "fits" means: a VM fits a destination host when its memory is at most the host's
+*room*, min(free memory − threshold, max scheduling memory), i.e. moving it neither takes
+the destination under the threshold nor past what the engine would schedule there.  The
+answer lists only the destinations the chosen VM fits, so the engine's own scheduler never
+gets a host we already know would be pushed over the threshold.
+"""
+
+from balancers import _common
+from proxy import engine
+
+DEFAULT_MINIMUM_MB = 500
+DEFAULT_SAFE = True
+
+
+def room(host, threshold):
+    """Bytes `host` can take without going under `threshold`; 0 when unknown or none."""
+    if host.free_memory is None or host.max_scheduling_memory is None:
+        return 0  # unknown capacity: never a place to send memory to
+    return max(0, min(host.free_memory - threshold, host.max_scheduling_memory))
+
+
+def most_over_utilized(hosts, threshold):
+    """The host with the least free memory among those at or under `threshold`, or None.
+
+    Hosts whose free memory is unknown are skipped; ties go to the host listed first.
+    """
+    over = [h for h in hosts if h.free_memory is not None and h.free_memory <= threshold]
+    return min(over, key=lambda h: h.free_memory, default=None)
+
+
+def choose(hosts, vms, threshold, safe=DEFAULT_SAFE):
+    """The VM to migrate and the hosts it may go to: `(vm_id, [host ids])`, or None.
+
+    hosts: objects with id, free_memory (bytes or None), max_scheduling_memory (bytes);
+    vms: objects with id, host_id, status, memory (bytes); threshold in bytes.
+    safe=True picks the smallest VM that fits somewhere; safe=False the smallest VM larger
+    than what the source is missing (threshold − free), else the largest that fits.
+    Ties between VMs of equal memory go to the lowest VM id, so the answer does not depend
+    on the order the engine lists VMs in.
+    """
+    hosts = _common.unique(hosts, key=lambda h: h.id)
+    source = most_over_utilized(hosts, threshold)
+    if source is None:
+        return None
+    targets = [h for h in hosts
+               if h.id != source.id and h.free_memory is not None and h.free_memory > threshold]
+    largest = max((room(h, threshold) for h in targets), default=0)
+    movable = sorted((vm for vm in vms
+                      if vm.host_id == source.id and _common.is_up(vm)
+                      and vm.memory is not None and vm.memory <= largest),
+                     key=lambda vm: (vm.memory, vm.id))
+    if not movable:
+        return None
+    if safe:
+        vm = movable[0]
+    else:
+        missing = threshold - source.free_memory
+        vm = next((v for v in movable if v.memory > missing), movable[-1])
+    candidates = [h.id for h in targets if vm.memory <= room(h, threshold)]
+    return (vm.id, candidates) if candidates else None
+
+
+class host_memory_balance:
+    properties_validation = "minimum_host_memoryMB=[0-9]*;safe_selection=True|False"
+
+    def do_balance(self, hosts, args):
+        """Migrates a VM off the host with the least free memory once it has
+        minimum_host_memoryMB (default 500) or less free: the smallest VM that fits elsewhere,
+        or with safe_selection=False the smallest VM that frees enough memory."""
+        threshold = _common.int_property(args, "minimum_host_memoryMB", DEFAULT_MINIMUM_MB,
+                                         unit="MB") * _common.MIB
+        safe = _common.bool_property(args, "safe_selection", DEFAULT_SAFE)
+        if not hosts:
+            return None
+        with engine.connect() as conn:
+            # Hosts that left Up since the engine listed them are neither sources nor targets.
+            found = [h for h in engine.hosts(conn, hosts).values() if _common.is_up(h)]
+            source = most_over_utilized(found, threshold)
+            if source is None:
+                return None  # the common case costs one request, not two
+            vms = engine.vms(conn, on_hosts=[source])
+        return choose(found, vms, threshold, safe)

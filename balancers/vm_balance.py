@@ -1,0 +1,56 @@
+"""VM-count balancer: move one VM off the host running the most VMs, once past a limit.
+
+`choose()` decides over plain data; `do_balance` fetches it (two requests: the hosts,
+then the source host's VMs, the second only when a host is over the limit).
+"""
+
+from balancers import _common
+from proxy import engine
+
+DEFAULT_MAXIMUM = 100
+
+
+def busiest(hosts, maximum):
+    """The host running the most VMs, if that is more than `maximum` (ties: listed first)."""
+    over = [h for h in hosts if h.active_vms is not None and h.active_vms > maximum]
+    return max(over, key=lambda h: h.active_vms, default=None)
+
+
+def choose(hosts, vms, maximum):
+    """`(vm_id, [host ids])` or None.
+
+    hosts: objects with id and active_vms (None when unknown); vms: id, host_id, status, memory.
+    The source is the host with the most VMs above `maximum` (ties: listed first); the
+    candidates are the hosts with fewer than `maximum`.  The VM moved is the source's
+    smallest running VM (cheapest to migrate; ties: lowest id).
+    """
+    counted = [h for h in _common.unique(hosts, key=lambda h: h.id) if h.active_vms is not None]
+    source = busiest(counted, maximum)
+    if source is None:
+        return None
+    candidates = [h.id for h in counted if h.active_vms < maximum]
+    if not candidates:
+        return None  # an empty list would mean "any host" to the engine (ENGINE_CONTRACT §4)
+    movable = _common.running_vms_by_host(vms).get(source.id, [])
+    if not movable:
+        return None
+    vm = min(movable, key=lambda v: (v.memory if v.memory is not None else 0, v.id))
+    return vm.id, candidates
+
+
+class vm_balance:
+    properties_validation = "maximum_vm_count=[0-9]*"
+
+    def do_balance(self, hosts, args):
+        """Migrates the smallest VM off the host running the most VMs when it runs more than
+        maximum_vm_count (default 100), to hosts running fewer."""
+        maximum = _common.int_property(args, "maximum_vm_count", DEFAULT_MAXIMUM)
+        if not hosts:
+            return None
+        with engine.connect() as conn:
+            found = [h for h in engine.hosts(conn, hosts).values() if _common.is_up(h)]
+            source = busiest(found, maximum)
+            if source is None:
+                return None  # the common case costs one request, not two
+            vms = engine.vms(conn, on_hosts=[source])
+        return choose(found, vms, maximum)

@@ -1,0 +1,400 @@
+"""Engine access for policy units: a bound ovirtsdk4 connection and a few bulk readers.
+
+Units run in a forked worker.  Before each call the worker binds the engine settings, the
+SSO token carried over from earlier calls, and the call's deadline; a unit then does
+
+    with engine.connect() as conn:
+        hosts = engine.hosts(conn, host_ids)   # one request, whatever the host count
+        vms = engine.vms(conn)                 # one request
+
+and never sees a URL or a password.  Every request is bounded by the deadline, and every
+failure (unreachable engine, refused login, HTTP 5xx, timeout, unreadable reply) becomes an
+EngineError whose message names the engine, what failed and what to check.
+"""
+
+import io
+import json
+import math
+import re
+import socket
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import ovirtsdk4 as sdk
+import pycurl
+
+DEFAULT_TIMEOUT = 30.0  # seconds per request when no deadline is bound (a unit run by hand)
+NO_URL = "no engine URL configured: set url in the [engine] section of the config file"
+
+_JSON_TYPE = re.compile(r"^(application|text)/json(;.*)?$", re.I)
+_TLS_CURL_CODES = {35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91}
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    url: str = ""
+    user: str = "admin@internal"
+    password: str = ""
+    ca_file: str = ""
+    insecure: bool = False
+
+
+class EngineError(Exception):
+    """The engine could not be used; the message says which engine, what failed, what to check."""
+
+
+@dataclass
+class Host:
+    id: str
+    name: str
+    status: str | None  # the API's lower-case value, e.g. "up"
+    cluster_id: str | None
+    memory: int | None  # bytes
+    max_scheduling_memory: int | None  # bytes
+    free_memory: int | None  # bytes; None when the engine has no memory statistics
+    cpu_usage: float | None  # percent of the whole host
+    cpu_cores: int | None  # all sockets
+    cpu_threads: int | None  # logical CPUs
+    active_vms: int | None
+
+
+@dataclass
+class Vm:
+    id: str
+    name: str
+    status: str | None
+    host_id: str | None  # None when the VM is not running
+    memory: int | None  # bytes
+    guaranteed_memory: int | None  # bytes
+    os_type: str | None
+    cpu_usage: float | None  # percent; None unless read with statistics
+    vcpus: int | None
+
+
+class _Binding:
+    settings = None
+    token = None  # the newest SSO token this process holds
+    deadline = None  # time.monotonic() value
+
+
+_bound = _Binding()
+
+
+def bind(settings, token=None, deadline=None):
+    """Sets what connect() uses: the settings, a token to reuse, the call's deadline."""
+    _bound.settings, _bound.token, _bound.deadline = settings, token, deadline
+
+
+def token():
+    """The newest SSO token of this process (bound, or from a login by a connect() connection)."""
+    return _bound.token
+
+
+# --- the connection ---------------------------------------------------------------------------
+
+class _PromptMulti:
+    """Wraps the SDK's CurlMulti so its wait loop notices a timeout when it happens.
+
+    The SDK waits in `select(1.0)`, which does not know curl's own timers: a request that
+    times out would be noticed up to a second past the deadline.
+    """
+
+    def __init__(self, multi):
+        self._multi = multi
+
+    def __getattr__(self, name):
+        return getattr(self._multi, name)
+
+    def select(self, timeout):
+        due_ms = self._multi.timeout()
+        if due_ms >= 0:
+            timeout = min(timeout, due_ms / 1000)
+        return self._multi.select(timeout)
+
+
+class _SsoReplyError(sdk.Error):
+    """The SSO endpoint answered something that is not a JSON object."""
+
+
+class Connection(sdk.Connection):
+    """An ovirtsdk4 Connection bounded by the call's deadline, never revoking the shared token.
+
+    Three SDK internals are replaced, each pinned by tests against the real SDK: the
+    per-request curl handle gets a millisecond timeout (the SDK's `timeout` is whole
+    seconds and the 401 retry goes around `send`), the SSO requests get one too (the SDK
+    sets none), and each token obtained is recorded for `token()`.
+    """
+
+    def __init__(self, *, deadline=None, **kwargs):
+        self._deadline = deadline
+        # Whole seconds as a backstop, should an SDK release bypass the overrides below.
+        super().__init__(timeout=max(1, math.ceil(self._seconds_left())), **kwargs)
+        self._multi = _PromptMulti(self._multi)
+
+    def _seconds_left(self):
+        if self._deadline is None:
+            return DEFAULT_TIMEOUT
+        return self._deadline - time.monotonic()
+
+    def _limit(self, curl):
+        left = self._seconds_left()
+        if left <= 0:
+            raise sdk.TimeoutError("no time was left in the call for the request")
+        ms = max(1, int(left * 1000))
+        curl.setopt(pycurl.TIMEOUT_MS, ms)
+        curl.setopt(pycurl.CONNECTTIMEOUT_MS, ms)
+
+    # The SDK builds every API request (the 401 retry included) in Connection.__send.
+    def _Connection__send(self, request):
+        if self._seconds_left() <= 0:
+            raise sdk.TimeoutError("no time was left in the call for the request")
+        context = super()._Connection__send(request)
+        self._limit(context[0])  # the transfer starts at the next perform(), so this applies
+        return context
+
+    def _get_sso_response(self, url, params=""):
+        curl = pycurl.Curl()
+        body, headers = io.BytesIO(), []
+        try:
+            self._limit(curl)
+            curl.setopt(pycurl.URL, url)
+            curl.setopt(pycurl.POST, 1)
+            curl.setopt(pycurl.COPYPOSTFIELDS, urlencode(params))
+            curl.setopt(pycurl.HTTPHEADER, [f"User-Agent: PythonSDK/{sdk.get_version()}",
+                                            "Accept: application/json"])
+            if url.startswith("https"):
+                curl.setopt(pycurl.SSL_VERIFYPEER, 0 if self._insecure else 1)
+                curl.setopt(pycurl.SSL_VERIFYHOST, 0 if self._insecure else 2)
+                if self._ca_file:
+                    curl.setopt(pycurl.CAINFO, self._ca_file)
+            curl.setopt(pycurl.WRITEFUNCTION, body.write)
+            # Only the last response's headers count (a proxy may answer 100 Continue first).
+            curl.setopt(pycurl.HEADERFUNCTION, lambda line: headers.clear()
+                        if line.startswith(b"HTTP/") else headers.append(line))
+            curl.perform()
+            status = curl.getinfo(pycurl.RESPONSE_CODE)
+        finally:
+            curl.close()
+        content_type = next((h.split(b":", 1)[1].strip().decode("latin-1") for h in headers
+                             if h.lower().startswith(b"content-type:")), "")
+        if not _JSON_TYPE.match(content_type):
+            raise _SsoReplyError(f"the SSO service at {url} answered HTTP {status} with "
+                                 f"{content_type or 'no content type'}, not JSON")
+        try:
+            reply = json.loads(body.getvalue().decode("utf-8"))
+        except ValueError as e:
+            raise _SsoReplyError(f"the SSO service at {url} sent unreadable JSON: {e}") from None
+        if isinstance(reply, list):
+            reply = reply[0] if reply else {}
+        if not isinstance(reply, dict):
+            raise _SsoReplyError(f"the SSO service at {url} sent {type(reply).__name__}, not an object")
+        return reply
+
+    def _get_access_token(self):
+        try:
+            new = super()._get_access_token()
+        except KeyError as e:
+            raise _SsoReplyError(f"the SSO reply has no {e} and no error") from None
+        _bound.token = new
+        return new
+
+    def close(self, logout=False):
+        """Releases the connection; logout stays False so the shared token survives."""
+        super().close(logout=logout)
+
+
+def connect():
+    """A Connection from the bound settings, reusing the bound token; a context manager."""
+    s = _bound.settings
+    if s is None or not s.url:
+        raise EngineError(NO_URL)
+    return Connection(url=s.url.rstrip("/"), username=s.user, password=s.password,
+                      token=_bound.token, ca_file=s.ca_file or None, insecure=s.insecure,
+                      deadline=_bound.deadline)
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+# How the SDK reports a transfer that failed inside its multi loop: it formats curl's list.
+_MULTI_FAILURE = re.compile(r"Failed to read response: \[\(<pycurl\.Curl object at \w+>, (\d+), "
+                            r"['\"](.*)['\"]\)\]$", re.S)
+
+
+def _curl_failure(exc):
+    """(libcurl error code, curl's message) behind an error, or (None, None)."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, pycurl.error) and seen.args:
+            return seen.args[0], seen.args[1] if len(seen.args) > 1 else str(seen)
+        seen = seen.__cause__ or seen.__context__
+    m = _MULTI_FAILURE.match(str(exc))
+    return (int(m.group(1)), m.group(2)) if m else (None, None)
+
+
+def _raised_by_sdk(exc):
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and "/ovirtsdk4/" in frames[-1].filename.replace("\\", "/")
+
+
+def describe_error(exc):
+    """A one-line message for an engine-access failure, or None if `exc` is not one."""
+    s = _bound.settings
+    url = s.url if s and s.url else ""
+    where = f"engine at {url}" if url else "engine"
+    user = s.user if s else "the configured user"
+    if isinstance(exc, EngineError):
+        return str(exc)
+    if not isinstance(exc, (sdk.Error, pycurl.error, TimeoutError, socket.timeout)):
+        if isinstance(exc, ValueError) and _raised_by_sdk(exc):
+            return f"the {where} sent a reply the SDK cannot read ({exc}); is the url an oVirt API?"
+        return None
+    code, curl_message = _curl_failure(exc)
+    text = f"{curl_message} (curl error {code})" if code is not None else str(exc)
+    if isinstance(exc, sdk.AuthError) and "SSO" in text:
+        return f"the {where} refused the login for {user}: {text} — check [engine] user and password_file"
+    if isinstance(exc, sdk.AuthError):
+        return (f"the {where} denied access to {user}: {text} — check that the user may read "
+                "hosts and VMs")
+    if isinstance(exc, (sdk.TimeoutError, TimeoutError, socket.timeout)) or code == 28:
+        return (f"the {where} did not answer before the call's deadline ({text}) — check that the "
+                "engine is up and not overloaded, or raise plugins.timeout")
+    if isinstance(exc, sdk.ConnectionError) or code in (6, 7):
+        return (f"cannot connect to the {where}: {text} — check [engine] url and that the "
+                "engine is running")
+    if code in _TLS_CURL_CODES:
+        return (f"TLS with the {where} failed: {text} — check [engine] ca_file "
+                "(or insecure, for testing only)")
+    if isinstance(exc, _SsoReplyError):
+        return f"{text} — check [engine] url (it should end in /ovirt-engine/api)"
+    status = getattr(exc, "code", None)
+    if isinstance(status, int) and status >= 500:
+        return f"the {where} failed with HTTP {status}: {text} — see the engine's log"
+    if isinstance(exc, sdk.NotFoundError):
+        return f"the {where} does not know what was asked for: {text}"
+    return f"the {where} answered with an error: {text}"
+
+
+@contextmanager
+def _engine_errors():
+    try:
+        yield
+    except EngineError:
+        raise
+    except Exception as e:
+        message = describe_error(e)
+        if message is None:
+            raise
+        raise EngineError(message) from e
+
+
+# --- readers ----------------------------------------------------------------------------------
+
+def _value(enum):
+    return None if enum is None else getattr(enum, "value", str(enum))
+
+
+def _stats(entity):
+    out = {}
+    for stat in entity.statistics or ():
+        if stat.name and stat.values and stat.values[0].datum is not None:
+            out[stat.name] = stat.values[0].datum  # always a float, even for integer stats
+    return out
+
+
+def _topology(cpu):
+    t = cpu.topology if cpu is not None else None
+    if t is None or t.sockets is None or t.cores is None:
+        return None, None
+    cores = t.sockets * t.cores
+    return cores, cores * (t.threads or 1)
+
+
+def _host(h):
+    stats = _stats(h)
+    free = stats.get("memory.free")
+    if free is None and "memory.used" in stats and "memory.total" in stats:
+        free = stats["memory.total"] - stats["memory.used"]
+    if "cpu.current.idle" in stats:
+        cpu = 100.0 - stats["cpu.current.idle"]
+    elif "cpu.current.user" in stats and "cpu.current.system" in stats:
+        cpu = stats["cpu.current.user"] + stats["cpu.current.system"]
+    else:
+        cpu = None
+    cores, threads = _topology(h.cpu)
+    return Host(id=h.id, name=h.name, status=_value(h.status),
+                cluster_id=h.cluster.id if h.cluster is not None else None,
+                memory=h.memory, max_scheduling_memory=h.max_scheduling_memory,
+                free_memory=None if free is None else int(free), cpu_usage=cpu,
+                cpu_cores=cores, cpu_threads=threads,
+                active_vms=h.summary.active if h.summary is not None else None)
+
+
+def _vm(v):
+    stats = _stats(v)
+    cpu = stats.get("cpu.current.total")
+    if cpu is None and "cpu.current.guest" in stats:
+        cpu = stats["cpu.current.guest"] + stats.get("cpu.current.hypervisor", 0.0)
+    t = v.cpu.topology if v.cpu is not None else None
+    vcpus = None
+    if t is not None and t.sockets is not None:
+        vcpus = t.sockets * (t.cores or 1) * (t.threads or 1)
+    policy = v.memory_policy
+    return Vm(id=v.id, name=v.name, status=_value(v.status),
+              host_id=v.host.id if v.host is not None else None, memory=v.memory,
+              guaranteed_memory=policy.guaranteed if policy is not None else None,
+              os_type=v.os.type if v.os is not None else None, cpu_usage=cpu, vcpus=vcpus)
+
+
+def hosts(conn, ids=None):
+    """id -> Host for `ids` (in that order, unknown ids left out), or for every host.
+
+    One request whatever the count: all hosts with their statistics, filtered here.
+    """
+    with _engine_errors():
+        listed = conn.system_service().hosts_service().list(follow="statistics")
+        found = {h.id: _host(h) for h in listed}
+    if ids is None:
+        return found
+    if isinstance(ids, str):
+        ids = [ids]
+    return {i: found[i] for i in ids if i in found}
+
+
+def vms(conn, *, running_only=True, with_stats=False, on_hosts=None):
+    """The VMs (only those up, by default), in one request; cpu_usage only with_stats.
+
+    on_hosts (engine.Host objects): only the VMs placed on those hosts, through the
+    engine's search by host name, which is far cheaper than listing every VM of a big
+    engine (20,000 VMs take seconds to parse).
+    """
+    query = {}
+    if on_hosts is not None:
+        wanted = {h.id for h in on_hosts}
+        if not wanted:
+            return []
+        names = dict.fromkeys(h.name for h in on_hosts)
+        query["search"] = " or ".join(f"host={name}" for name in names)
+    elif running_only:
+        query["search"] = "status=up"
+    if with_stats:
+        query["follow"] = "statistics"
+    with _engine_errors():
+        found = [_vm(v) for v in conn.system_service().vms_service().list(**query)]
+    if on_hosts is not None:
+        # The search matches names case-insensitively (and `_` may be a wildcard): check ids.
+        found = [v for v in found if v.host_id in wanted and (v.status == "up" or not running_only)]
+    return found
+
+
+def vm(conn, vm_id, *, with_stats=False):
+    """The VM with this id, or None when the engine does not know it (one request)."""
+    with _engine_errors():
+        service = conn.system_service().vms_service().vm_service(vm_id)
+        try:
+            found = service.get(follow="statistics") if with_stats else service.get()
+        except sdk.NotFoundError:
+            return None
+        return _vm(found)

@@ -1,0 +1,524 @@
+"""A simulated oVirt engine: the REST API v4 subset the policy units use, over real HTTP.
+
+The real, unmodified ovirtsdk4 works against it (ENGINE_API.md is the spec): SSO login
+and logout, bearer tokens with 401 renewal, hosts/VMs/clusters with their statistics,
+`follow=statistics`, a subset of the search language, faults and 404s.  The data comes
+from a cluster snapshot (JSON, format below); tests change it between calls
+(`move_vm`, `update_host`...) and inject failures (`fail_next`, `delay`).
+
+The snapshot format, its validation and a generator of large snapshots are in
+`simsnapshot`; the XML documents in `simxml`; the search language in `simsearch`.
+Free memory is served exactly (the engine steps it by whole percents), so memory
+thresholds can be tested to the MiB.
+
+Run it: `python -m proxy.simengine --snapshot config/cluster-small.json` prints the API URL.
+"""
+
+import argparse
+import collections
+import json
+import re
+import secrets
+import signal
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from . import simsearch, simxml
+from .simsnapshot import (HOST_STATUSES, VM_STATUSES, SnapshotError, generate_snapshot,
+                          load_snapshot, validate_host, validate_snapshot, validate_vm)
+
+__all__ = ["SimulatedEngine", "SnapshotError", "Request", "generate_snapshot", "load_snapshot",
+           "validate_snapshot", "main"]
+
+API = simxml.API
+SSO_TOKEN = "/ovirt-engine/sso/oauth/token"
+SSO_LOGOUT = "/ovirt-engine/services/sso-logout"
+XML = "application/xml;charset=UTF-8"
+JSON = "application/json"
+TOKEN_LIFETIME_MS = 10 * 3600 * 1000
+
+Request = collections.namedtuple("Request", "method path query status")
+
+
+class _State:
+    """The engine's data, the per-entity render cache and the search field tables.
+
+    Not locked itself: SimulatedEngine holds its lock around every use.
+    """
+
+    def __init__(self, snapshot):
+        snapshot = validate_snapshot(snapshot)
+        self.clusters = {c["id"]: c for c in snapshot["clusters"]}
+        self.hosts = {h["id"]: h for h in snapshot["hosts"]}
+        self.vms = {v["id"]: v for v in snapshot["vms"]}
+        self.on_host = {hid: set() for hid in self.hosts}  # host id -> ids of VMs placed there
+        for v in self.vms.values():
+            if v["host"]:
+                self.on_host[v["host"]].add(v["id"])
+        self.cache = {}
+        F = simsearch.Field
+        self.host_fields = {
+            "id": F("id", lambda h: h["id"]), "name": F("text", lambda h: h["name"]),
+            "address": F("text", lambda h: h["address"]),
+            "status": F("enum", lambda h: h["status"], HOST_STATUSES),
+            "cluster": F("text", lambda h: self.clusters[h["cluster"]]["name"]),
+            "active_vms": F("int", lambda h: self.summary(h["id"])[0]),
+            "memory": F("int", lambda h: h["memory_mb"]),
+        }
+        self.vm_fields = {
+            "id": F("id", lambda v: v["id"]), "name": F("text", lambda v: v["name"]),
+            "status": F("enum", lambda v: v["status"], VM_STATUSES),
+            "cluster": F("text", lambda v: self.clusters[v["cluster"]]["name"]),
+            "host": F("text", lambda v: self.hosts[v["host"]]["name"] if v["host"] else None),
+            "os": F("text", lambda v: v["os_type"]),
+            "memory": F("int", lambda v: v["memory_mb"]),
+        }
+        self.cluster_fields = {"id": F("id", lambda c: c["id"]), "name": F("text", lambda c: c["name"])}
+
+    def snapshot(self):
+        return json.loads(json.dumps({"clusters": list(self.clusters.values()),
+                                      "hosts": list(self.hosts.values()),
+                                      "vms": list(self.vms.values())}))
+
+    def summary(self, host_id):
+        statuses = [self.vms[v]["status"] for v in self.on_host[host_id]]
+        return statuses.count("up"), statuses.count("migrating"), len(statuses)
+
+    def forget(self, kind, entity_id):
+        self.cache.pop((kind, entity_id), None)
+        self.cache.pop((kind + "-stats", entity_id), None)
+
+    def _cached(self, key, render):
+        text = self.cache.get(key)
+        if text is None:
+            text = self.cache[key] = render()
+        return text
+
+    def stat_values(self, kind, entity):
+        return simxml.host_stat_values(entity) if kind == "host" else simxml.vm_stat_values(entity)
+
+    def entity_xml(self, kind, entity, follow):
+        eid = entity["id"]
+        if kind == "host":
+            body = self._cached(("host", eid), lambda: simxml.host_body(entity, self.summary(eid)))
+        else:
+            body = self._cached(("vm", eid), lambda: simxml.vm_body(
+                entity, simxml.ref("host", entity["host"]) if entity["host"] else ""))
+        if not follow:
+            return f"{body}</{kind}>"
+        stats = self._cached((kind + "-stats", eid), lambda: simxml.statistics(
+            kind, eid, self.stat_values(kind, entity)))
+        return f"{body}<statistics>{stats}</statistics></{kind}>"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's curl pool expects
+    disable_nagle_algorithm = True  # else every keep-alive request after the first waits ~40 ms
+    timeout = 300  # an abandoned keep-alive connection frees its thread eventually
+    server_version = "SimulatedEngine/1"
+
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        pass
+
+    def _body(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _send(self, status, body=b"", content_type=None):
+        self.send_response(status)
+        if body:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if body:
+            self.wfile.write(body)
+
+    def _route(self, method):
+        engine = self.server.engine
+        split = urlsplit(self.path)
+        path = re.sub("/{2,}", "/", split.path)
+        body = self._body()
+        engine._pause()
+        try:
+            if method == "POST" and path.rstrip("/") in (SSO_TOKEN, SSO_LOGOUT):
+                form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace"),
+                                                      keep_blank_values=True).items()}
+                status, reply = engine._sso(path.rstrip("/"), form)
+                self._send(status, json.dumps(reply).encode(), JSON)
+                return
+            query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+            status, text = engine._api(method, path.rstrip("/"), query,
+                                       self.headers.get("Authorization", ""))
+        except Exception as e:  # a simulator bug must surface as an answer, not a hang
+            status, text = 500, simxml.fault(f"simulated engine bug: {type(e).__name__}: {e}")
+        self._send(status, text.encode() if text else b"", XML)
+
+    def do_GET(self):
+        self._route("GET")
+
+    def do_POST(self):
+        self._route("POST")
+
+    def do_PUT(self):
+        self._route("PUT")
+
+    def do_DELETE(self):
+        self._route("DELETE")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address, engine):
+        self.engine = engine
+        self.connections = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request, client_address):
+        with self.connections_lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self.connections_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request, client_address):
+        # A client that gave up (a timeout test) is not a simulator failure.
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+    def drop_connections(self):
+        """Ends open keep-alive connections, so nothing is served after stop()."""
+        with self.connections_lock:
+            open_now = list(self.connections)
+        for sock in open_now:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class SimulatedEngine:
+    """A simulated engine serving `snapshot` (the simsnapshot format) once start()ed.
+
+    Counters: `api_requests` (every API request received, whatever its answer; SSO not
+    included), `logins` (tokens granted), `failed_logins`, `logouts`, and `requests`, the
+    recent API requests as Request(method, path, query dict, status).  Controls: `delay`
+    (seconds before every answer), fail_next(), revoke_tokens(), move_vm(), update_host(),
+    update_vm().  Thread-safe: one lock guards the state, the counters and the cache.
+    """
+
+    def __init__(self, snapshot, *, host="127.0.0.1", port=0, user="admin@internal",
+                 password="secret"):
+        self._state = _State(snapshot)
+        self._address = (host, port)
+        self.user, self.password = user, password
+        self.delay = 0.0  # seconds every request (API and SSO) waits before it is answered
+        self._lock = threading.RLock()
+        self._tokens = set()
+        self._failures = collections.deque()
+        self._stopping = threading.Event()
+        self._server = self._thread = None
+        self._stopped = False
+        self.reset_counters()
+
+    # --- life cycle --------------------------------------------------------------------
+
+    def start(self):
+        if self._stopped:
+            raise RuntimeError("a stopped SimulatedEngine cannot be restarted; make a new one")
+        if self._server is not None:
+            return self
+        self._server = _Server(self._address, self)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"simengine:{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        """Stops serving and closes the listening socket and open connections; idempotent."""
+        if self._server is None or self._stopped:
+            return
+        self._stopped = True
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._server.drop_connections()
+        self._thread.join(5)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    @property
+    def port(self):
+        return self._server.server_address[1] if self._server else self._address[1]
+
+    @property
+    def url(self):
+        host = self._server.server_address[0] if self._server else self._address[0]
+        return f"http://{host}:{self.port}{API}"
+
+    # --- test controls -----------------------------------------------------------------
+
+    def reset_counters(self):
+        with self._lock:
+            self.api_requests = self.logins = self.failed_logins = self.logouts = 0
+            self.requests = collections.deque(maxlen=10000)
+
+    @property
+    def tokens(self):
+        """The SSO tokens currently valid."""
+        with self._lock:
+            return set(self._tokens)
+
+    def revoke_tokens(self):
+        """Invalidates every token, so the next API request gets 401 (as after expiry)."""
+        with self._lock:
+            self._tokens.clear()
+
+    def fail_next(self, status, count=1):
+        """The next `count` API requests are answered `status` with an empty body."""
+        with self._lock:
+            self._failures.extend([int(status)] * count)
+
+    def snapshot(self):
+        """The current state, in the snapshot format."""
+        with self._lock:
+            return self._state.snapshot()
+
+    def move_vm(self, vm_id, host_id, *, adjust_memory=True):
+        """Places a running VM on another host, as a finished migration would.
+
+        With adjust_memory, the VM's memory moves too: free and schedulable memory grow on
+        the source and shrink on the destination (kept within 0 and the host's memory).
+        """
+        with self._lock:
+            s = self._state
+            vm, dest = s.vms.get(vm_id), s.hosts.get(host_id)
+            if vm is None or dest is None:
+                raise KeyError(f"unknown {'VM ' + vm_id if vm is None else 'host ' + host_id}")
+            if vm["host"] is None:
+                raise ValueError(f"VM {vm['name']} is {vm['status']} and runs nowhere; "
+                                 "use update_vm(status=..., host=...) to start it")
+            source = s.hosts[vm["host"]]
+            if source is dest:
+                return
+            if adjust_memory and vm["status"] == "up":
+                for host, change in ((source, vm["memory_mb"]), (dest, -vm["memory_mb"])):
+                    host["max_scheduling_memory_mb"] = max(0, host["max_scheduling_memory_mb"] + change)
+                    if host["free_memory_mb"] is not None:
+                        host["free_memory_mb"] = min(host["memory_mb"],
+                                                     max(0, host["free_memory_mb"] + change))
+                    s.forget("host", host["id"])
+            self._place(vm, vm, dest["id"])
+
+    def update_host(self, host_id, **fields):
+        """Changes snapshot fields of a host (validated as on load), e.g. free_memory_mb=300."""
+        with self._lock:
+            s = self._state
+            old = s.hosts[host_id]
+            new = validate_host({**old, **fields, "id": host_id}, f"host {old['name']}",
+                                s.clusters)
+            self._check_unique_name(s.hosts, new, "host")
+            s.hosts[host_id] = new
+            s.forget("host", host_id)
+
+    def update_vm(self, vm_id, **fields):
+        """Changes snapshot fields of a VM, e.g. status="down", host=None."""
+        with self._lock:
+            s = self._state
+            old = s.vms[vm_id]
+            new = validate_vm({**old, **fields, "id": vm_id}, f"VM {old['name']}",
+                              s.clusters, s.hosts)
+            self._check_unique_name(s.vms, new, "VM")
+            self._place(old, new, new["host"])
+
+    def _check_unique_name(self, entities, new, what):
+        for other in entities.values():
+            if other["name"] == new["name"] and other["id"] != new["id"]:
+                raise ValueError(f"another {what} is already named {new['name']!r}")
+
+    def _place(self, old, new, host_id):
+        s = self._state
+        for hid in {old["host"], host_id} - {None}:
+            s.on_host[hid].discard(old["id"])
+            s.forget("host", hid)  # its <summary> counts change
+        new["host"] = host_id
+        if host_id:
+            s.on_host[host_id].add(new["id"])
+        s.vms[new["id"]] = new
+        s.forget("vm", new["id"])
+
+    # --- serving (called from handler threads) -----------------------------------------
+
+    def _pause(self):
+        if self.delay > 0:
+            self._stopping.wait(self.delay)
+
+    def _sso(self, path, form):
+        with self._lock:
+            if path == SSO_LOGOUT:
+                self.logouts += 1
+                self._tokens.discard(form.get("token"))
+                return 200, {}
+            if form.get("grant_type") != "password":
+                return 400, {"error_code": "unsupported_grant_type",
+                             "error": f"grant_type {form.get('grant_type')!r} is not supported"}
+            user = form.get("username", "")
+            if user != self.user or form.get("password") != self.password:
+                self.failed_logins += 1
+                return 400, {"error_code": "access_denied",
+                             "error": f"Cannot authenticate user '{user}': Unable to log in. Verify "
+                                      "your login information or contact the system administrator.."}
+            self.logins += 1
+            token = secrets.token_urlsafe(48)
+            self._tokens.add(token)
+            return 200, {"access_token": token, "scope": form.get("scope", "ovirt-app-api"),
+                         "exp": str(int(time.time() * 1000) + TOKEN_LIFETIME_MS),
+                         "token_type": "bearer"}
+
+    def _api(self, method, path, query, authorization):
+        with self._lock:
+            self.api_requests += 1
+            status, text = self._answer(method, path, query, authorization)
+            self.requests.append(Request(method, path, query, status))
+            return status, text
+
+    def _answer(self, method, path, query, authorization):
+        if self._failures:
+            return self._failures.popleft(), ""
+        if not authorization.startswith("Bearer ") or authorization[7:] not in self._tokens:
+            return 401, ""
+        if path != API and not path.startswith(API + "/"):
+            return 404, ""
+        if method != "GET":
+            return 405, simxml.fault(f"the simulated engine only serves GET, not {method}")
+        parts = path[len(API):].strip("/").split("/") if path != API else []
+        try:
+            return self._get(parts, query)
+        except simsearch.SearchError as e:
+            return 400, simxml.fault(f"Invalid search: {e}")
+        except ValueError as e:
+            return 400, simxml.fault(str(e))
+
+    def _get(self, parts, query):
+        s = self._state
+        if not parts:
+            return 200, simxml.api_root()
+        kind = parts[0][:-1]  # hosts -> host
+        entities = {"hosts": s.hosts, "vms": s.vms, "clusters": s.clusters}.get(parts[0])
+        if entities is None or len(parts) > 4:
+            return 404, ""
+        follow = self._follow(query, kind)
+        if len(parts) == 1:
+            return 200, self._collection(kind, entities, query, follow)
+        entity = entities.get(parts[1])
+        if entity is None:
+            return 404, ""
+        if kind == "cluster":
+            return (200, simxml.cluster_xml(entity)) if len(parts) == 2 else (404, "")
+        if len(parts) == 2:
+            return 200, s.entity_xml(kind, entity, follow)
+        if parts[2] != "statistics":
+            return 404, ""
+        values = s.stat_values(kind, entity)
+        if len(parts) == 3:
+            return 200, f"<statistics>{simxml.statistics(kind, entity['id'], values)}</statistics>"
+        one = simxml.statistic_named(kind, entity["id"], values, parts[3])
+        return (200, one) if one else (404, "")
+
+    @staticmethod
+    def _follow(query, kind):
+        wanted = {f.strip() for f in query.get("follow", "").split(",")} - {""}
+        allowed = {"statistics"} if kind in ("host", "vm") else set()
+        if wanted - allowed:
+            raise ValueError(f"follow={','.join(sorted(wanted - allowed))} is not supported "
+                             f"for {kind}s by the simulated engine")
+        return "statistics" in wanted
+
+    def _collection(self, kind, entities, query, follow):
+        s = self._state
+        limit = query.get("max")
+        if limit is not None:
+            if not re.fullmatch(r"-?\d+", limit.strip()):
+                raise ValueError(f"max must be a whole number, got {limit!r}")
+            limit = int(limit) if int(limit) >= 0 else None  # the engine treats -1 as no limit
+        fields = {"host": s.host_fields, "vm": s.vm_fields, "cluster": s.cluster_fields}[kind]
+        case_sensitive = "case_sensitive" in query and query["case_sensitive"].lower() in ("", "true")
+        search = simsearch.parse(query.get("search", ""), fields, case_sensitive=case_sensitive)
+        found = simsearch.apply(search, entities.values(), fields, limit)
+        if kind == "cluster":
+            items = [simxml.cluster_xml(c) for c in found]
+        else:
+            items = [s.entity_xml(kind, e, follow) for e in found]
+        return f"<{kind}s>{''.join(items)}</{kind}s>"
+
+
+# --- command line ---------------------------------------------------------------------------
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m proxy.simengine",
+        description="Serve a simulated oVirt engine (REST API v4 subset) from a cluster snapshot.")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--snapshot", metavar="FILE", help="cluster snapshot (JSON) to serve")
+    source.add_argument("--generate", nargs=2, type=int, metavar=("HOSTS", "VMS"),
+                        help="generate a snapshot of this size (served, or written with --out)")
+    parser.add_argument("--out", metavar="FILE", help="with --generate: write the snapshot here and exit")
+    parser.add_argument("--seed", type=int, default=0, help="with --generate: random seed (default 0)")
+    parser.add_argument("--clusters", type=int, default=1, help="with --generate: clusters (default 1)")
+    parser.add_argument("--pressure-hosts", type=int, default=1,
+                        help="with --generate: hosts with under 500 MB free (default 1)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
+    parser.add_argument("--user", default="admin@internal", help="SSO user (default admin@internal)")
+    parser.add_argument("--password-file", metavar="F",
+                        help="file holding the SSO password (default password: secret)")
+    args = parser.parse_args(argv)
+    if args.out and not args.generate:
+        parser.error("--out needs --generate")
+    try:
+        if args.generate:
+            snapshot = generate_snapshot(*args.generate, seed=args.seed, clusters=args.clusters,
+                                         pressure_hosts=args.pressure_hosts)
+            if args.out:
+                with open(args.out, "w") as f:
+                    json.dump(snapshot, f, indent=1)
+                    f.write("\n")
+                return 0
+        else:
+            snapshot = load_snapshot(args.snapshot)
+        password = "secret"
+        if args.password_file:
+            with open(args.password_file) as f:
+                password = f.read().rstrip("\r\n")
+        engine = SimulatedEngine(snapshot, host=args.host, port=args.port, user=args.user,
+                                 password=password)
+        engine.start()
+    except (OSError, ValueError) as e:
+        print(f"simengine: {e}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    print(engine.url, flush=True)
+    try:
+        while not stop.wait(3600):
+            pass
+    finally:
+        engine.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

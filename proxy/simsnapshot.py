@@ -1,0 +1,282 @@
+"""Cluster snapshots for the simulated engine: the JSON format, its validation, a generator.
+
+Format (sizes in MiB, CPU figures in percent, ids lower-case UUIDs; "?" marks optional keys)::
+
+    {"clusters": [{"id", "name", "memory_overcommit"?: 100}],
+     "hosts": [{"id", "name", "status", "cluster": <cluster id>, "memory_mb",
+                "max_scheduling_memory_mb", "free_memory_mb": <int, or null when unknown>,
+                "cpu_load", "cpu_cores", "cpu_threads", "cpu_sockets"?: 1, "address"?: <name>}],
+     "vms": [{"id", "name", "status", "memory_mb", "guaranteed_memory_mb",
+              "host": <host id, or null when not running>, "os_type", "cpu_usage", "vcpus",
+              "cluster"?: <its host's cluster>, "memory_usage"?: 50}]}
+
+`cpu_cores`/`cpu_threads` count the whole host (all sockets); `cpu_load` is the host's CPU
+use and `cpu_usage` a VM's.  A null `free_memory_mb` means the engine has no memory figures
+(no memory.used/memory.free statistics are served).  Keys starting with "_" are comments.
+Statuses are the API's lower-case enum values.
+"""
+
+import json
+import math
+import random
+import re
+import uuid
+
+HOST_STATUSES = frozenset((
+    "connecting", "down", "error", "initializing", "install_failed", "installing",
+    "installing_os", "kdumping", "maintenance", "non_operational", "non_responsive",
+    "pending_approval", "preparing_for_maintenance", "reboot", "unassigned", "up"))
+VM_STATUSES = frozenset((
+    "down", "image_locked", "migrating", "not_responding", "paused", "powering_down",
+    "powering_up", "reboot_in_progress", "restoring_state", "saving_state", "suspended",
+    "unassigned", "unknown", "up", "wait_for_launch"))
+# A VM in these states has no host (the engine clears run_on_vds); in these it must have one.
+_NOT_RUNNING = frozenset(("down", "suspended", "image_locked"))
+_RUNNING = frozenset(("up", "migrating", "powering_up", "powering_down", "paused",
+                      "reboot_in_progress", "not_responding"))
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+class SnapshotError(ValueError):
+    """A snapshot is not in the format; the message names the entry and the field."""
+
+
+class _Entry:
+    """Reads the fields of one snapshot entry, raising SnapshotError that names it."""
+
+    def __init__(self, raw, where, known):
+        if not isinstance(raw, dict):
+            raise SnapshotError(f"{where}: must be an object, got {type(raw).__name__}")
+        name = raw.get("name")
+        self.where = f"{where} ({name})" if isinstance(name, str) and name not in where else where
+        unknown = sorted(k for k in raw if k not in known and not str(k).startswith("_"))
+        if unknown:
+            self.fail(unknown[0], f"unknown field (known: {', '.join(known)})")
+        self.raw = raw
+
+    def fail(self, key, message):
+        raise SnapshotError(f"{self.where}: {key}: {message}")
+
+    def get(self, key, default=KeyError):
+        if key not in self.raw:
+            if default is KeyError:
+                self.fail(key, "missing")
+            return default
+        return self.raw[key]
+
+    def text(self, key, default=KeyError):
+        value = self.get(key, default)
+        if not isinstance(value, str) or not value.strip():
+            self.fail(key, f"must be a non-empty string, got {value!r}")
+        return value
+
+    def uuid(self, key):
+        value = self.get(key)
+        if not isinstance(value, str) or not _UUID.fullmatch(value):
+            self.fail(key, f"must be a lower-case UUID such as "
+                           f"0f1e2d3c-4b5a-4697-8899-aabbccddeeff, got {value!r}")
+        return value
+
+    def number(self, key, low, high, *, integer=True, default=KeyError, nullable=False):
+        value = self.get(key, default)
+        if value is None and nullable:
+            return None
+        ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+        if (not ok_type or isinstance(value, bool) or not math.isfinite(value)
+                or value < low or (high is not None and value > high)):
+            what = "a whole number" if integer else "a number"
+            upper = f" and {high}" if high is not None else ""
+            span = f"between {low}{upper}" if high is not None else f"of at least {low}"
+            self.fail(key, f"must be {what} {span}{', or null' if nullable else ''}, got {value!r}")
+        return value
+
+    def choice(self, key, allowed):
+        value = self.get(key)
+        if value not in allowed:
+            self.fail(key, f"must be one of {', '.join(sorted(allowed))}, got {value!r}")
+        return value
+
+
+_CLUSTER_KEYS = ("id", "name", "memory_overcommit")
+_HOST_KEYS = ("id", "name", "status", "cluster", "memory_mb", "max_scheduling_memory_mb",
+              "free_memory_mb", "cpu_load", "cpu_cores", "cpu_threads", "cpu_sockets", "address")
+_VM_KEYS = ("id", "name", "status", "memory_mb", "guaranteed_memory_mb", "host", "os_type",
+            "cpu_usage", "vcpus", "cluster", "memory_usage")
+
+
+def validate_cluster(raw, where):
+    e = _Entry(raw, where, _CLUSTER_KEYS)
+    return {"id": e.uuid("id"), "name": e.text("name"),
+            "memory_overcommit": e.number("memory_overcommit", 1, 10000, default=100)}
+
+
+def validate_host(raw, where, clusters):
+    """A host entry with defaults filled in; `clusters` maps cluster id -> cluster."""
+    e = _Entry(raw, where, _HOST_KEYS)
+    h = {"id": e.uuid("id"), "name": e.text("name"), "status": e.choice("status", HOST_STATUSES),
+         "cluster": e.choice("cluster", clusters)}
+    h["memory_mb"] = e.number("memory_mb", 1, None)
+    h["max_scheduling_memory_mb"] = e.number("max_scheduling_memory_mb", 0, None)
+    h["free_memory_mb"] = e.number("free_memory_mb", 0, h["memory_mb"], nullable=True)
+    h["cpu_load"] = e.number("cpu_load", 0, 100, integer=False)
+    h["cpu_sockets"] = e.number("cpu_sockets", 1, 64, default=1)
+    h["cpu_cores"] = e.number("cpu_cores", 1, None)
+    h["cpu_threads"] = e.number("cpu_threads", h["cpu_cores"], None)
+    if h["cpu_cores"] % h["cpu_sockets"]:
+        e.fail("cpu_cores", f"{h['cpu_cores']} cores do not split over {h['cpu_sockets']} sockets")
+    if h["cpu_threads"] % h["cpu_cores"]:
+        e.fail("cpu_threads", f"must be a multiple of cpu_cores ({h['cpu_cores']}), "
+                              f"got {h['cpu_threads']}")
+    h["address"] = e.text("address", default=h["name"])
+    return h
+
+
+def validate_vm(raw, where, clusters, hosts):
+    """A VM entry with defaults filled in; `hosts` maps host id -> validated host."""
+    e = _Entry(raw, where, _VM_KEYS)
+    v = {"id": e.uuid("id"), "name": e.text("name"), "status": e.choice("status", VM_STATUSES)}
+    v["memory_mb"] = e.number("memory_mb", 1, None)
+    v["guaranteed_memory_mb"] = e.number("guaranteed_memory_mb", 0, v["memory_mb"])
+    host = e.get("host")
+    if host is not None and host not in hosts:
+        e.fail("host", f"must be the id of a host in the snapshot, or null; got {host!r}")
+    if host is not None and v["status"] in _NOT_RUNNING:
+        e.fail("host", f"a {v['status']} VM runs nowhere: host must be null")
+    if host is None and v["status"] in _RUNNING:
+        e.fail("host", f"a VM that is {v['status']} must name the host it runs on")
+    v["host"] = host
+    v["os_type"] = e.text("os_type")
+    v["cpu_usage"] = e.number("cpu_usage", 0, 100, integer=False)
+    v["vcpus"] = e.number("vcpus", 1, 4096)
+    if "cluster" in e.raw:
+        v["cluster"] = e.choice("cluster", clusters)
+    elif host is not None:
+        v["cluster"] = hosts[host]["cluster"]
+    elif len(clusters) == 1:
+        v["cluster"] = next(iter(clusters))
+    else:
+        e.fail("cluster", "missing (needed for a VM without a host when there are several clusters)")
+    v["memory_usage"] = e.number("memory_usage", 0, 100, default=50)
+    return v
+
+
+def validate_snapshot(snapshot):
+    """A checked copy of `snapshot` with defaults filled in; raises SnapshotError."""
+    if not isinstance(snapshot, dict):
+        raise SnapshotError(f"a snapshot must be a JSON object, got {type(snapshot).__name__}")
+    unknown = sorted(k for k in snapshot if k not in ("clusters", "hosts", "vms")
+                     and not str(k).startswith("_"))
+    if unknown:
+        raise SnapshotError(f"unknown top-level key {unknown[0]!r} (known: clusters, hosts, vms)")
+    lists = {}
+    for key in ("clusters", "hosts", "vms"):
+        lists[key] = snapshot.get(key, [])
+        if not isinstance(lists[key], list):
+            raise SnapshotError(f"{key} must be a list, got {type(lists[key]).__name__}")
+    if not lists["clusters"]:
+        raise SnapshotError("clusters: at least one cluster is needed")
+    clusters = _unique("clusters", [validate_cluster(c, f"clusters[{i}]")
+                                    for i, c in enumerate(lists["clusters"])])
+    hosts = _unique("hosts", [validate_host(h, f"hosts[{i}]", clusters)
+                              for i, h in enumerate(lists["hosts"])])
+    vms = _unique("vms", [validate_vm(v, f"vms[{i}]", clusters, hosts)
+                          for i, v in enumerate(lists["vms"])])
+    return {"clusters": list(clusters.values()), "hosts": list(hosts.values()),
+            "vms": list(vms.values())}
+
+
+def _unique(key, entries):
+    """id -> entry, refusing a repeated id or name (the search language finds hosts by name)."""
+    by_id, names = {}, {}
+    for i, entry in enumerate(entries):
+        if entry["id"] in by_id:
+            raise SnapshotError(f"{key}[{i}] ({entry['name']}): id {entry['id']} is used twice")
+        if entry["name"] in names:
+            raise SnapshotError(f"{key}[{i}]: name {entry['name']!r} is already used by "
+                                f"{key}[{names[entry['name']]}]")
+        by_id[entry["id"]] = entry
+        names[entry["name"]] = i
+    return by_id
+
+
+def load_snapshot(path):
+    """The validated snapshot in the JSON file at `path`; SnapshotError when it is wrong."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise SnapshotError(f"{path}: not valid JSON: {e}") from None
+    except OSError as e:
+        raise SnapshotError(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        return validate_snapshot(data)
+    except SnapshotError as e:
+        raise SnapshotError(f"{path}: {e}") from None
+
+
+# --- generator ------------------------------------------------------------------------------
+
+_HOST_MEMORY_MB = (131072, 262144, 393216, 524288, 786432)
+_HOST_CORES = (16, 24, 32, 48, 64)
+_VM_MEMORY_MB = ((1024, 10), (2048, 25), (4096, 30), (8192, 20), (16384, 10), (32768, 5))
+_OS_TYPES = ("rhel_9x64", "rhel_8x64", "windows_2019x64", "ubuntu_22_04", "other_linux")
+_HOST_RESERVED_MB = 4096  # memory the host itself uses (VDSM, the kernel...)
+
+
+def generate_snapshot(hosts, vms, *, seed=0, clusters=1, pressure_hosts=1):
+    """A valid snapshot of `hosts` hosts and `vms` VMs, the same for the same arguments.
+
+    `pressure_hosts` hosts (up, at least three VMs each when there are enough) have less
+    than 500 MiB free, so a memory balancer finds work; every other up host keeps at least
+    10 % of its memory free.  About 8 % of the VMs are down, and so are VMs that fit nowhere.
+    """
+    if hosts < 1 or vms < 0 or clusters < 1 or not 0 <= pressure_hosts <= hosts:
+        raise ValueError("need hosts >= 1, vms >= 0, clusters >= 1 and 0 <= pressure_hosts <= hosts")
+    rng = random.Random(seed)
+
+    def new_id():
+        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+    cluster_list = [{"id": new_id(), "name": "Default" if i == 0 else f"cluster{i + 1}"}
+                    for i in range(clusters)]
+    pressured = set(rng.sample(range(hosts), pressure_hosts))
+    host_list, room = [], []
+    for i in range(hosts):
+        cores = rng.choice(_HOST_CORES)
+        memory = rng.choice(_HOST_MEMORY_MB)
+        down = i not in pressured and hosts >= 10 and rng.random() < 0.03
+        host_list.append({
+            "id": new_id(), "name": f"host{i + 1:0{len(str(hosts))}d}",
+            "status": "maintenance" if down else "up",
+            "cluster": cluster_list[i % clusters]["id"], "memory_mb": memory,
+            "cpu_load": round(rng.uniform(3, 70), 1), "cpu_sockets": 2, "cpu_cores": cores,
+            "cpu_threads": cores * 2})
+        room.append(0 if down else int(memory * 0.9) - _HOST_RESERVED_MB)
+    up_hosts = [i for i, h in enumerate(host_list) if h["status"] == "up"]
+    committed = [0] * hosts
+    sizes, weights = zip(*_VM_MEMORY_MB)
+    # The first VMs go to the pressured hosts, so each has something to move away.
+    forced = [i for i in sorted(pressured) for _ in range(3)]
+    vm_list = []
+    for n in range(vms):
+        memory = rng.choices(sizes, weights)[0]
+        vm = {"id": new_id(), "name": f"vm{n + 1:0{len(str(vms))}d}", "status": "down",
+              "memory_mb": memory, "guaranteed_memory_mb": memory // 2, "host": None,
+              "os_type": rng.choice(_OS_TYPES), "cpu_usage": round(rng.uniform(0, 60), 1),
+              "vcpus": max(1, min(16, memory // 2048)), "memory_usage": rng.randint(20, 90)}
+        if rng.random() >= 0.08 and up_hosts:
+            tries = [forced[n]] if n < len(forced) else [rng.choice(up_hosts) for _ in range(8)]
+            for i in tries:
+                if committed[i] + memory <= room[i]:
+                    committed[i] += memory
+                    vm.update(status="up", host=host_list[i]["id"])
+                    break
+        if vm["host"] is None:
+            vm["cluster"] = rng.choice(cluster_list)["id"]
+        vm_list.append(vm)
+    for i, h in enumerate(host_list):
+        spare = h["memory_mb"] - _HOST_RESERVED_MB - committed[i]
+        h["max_scheduling_memory_mb"] = max(0, spare)
+        h["free_memory_mb"] = rng.randint(64, 480) if i in pressured else spare
+    return validate_snapshot({"clusters": cluster_list, "hosts": host_list, "vms": vm_list})
