@@ -2,6 +2,7 @@
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -154,3 +155,39 @@ def test_port_in_use_is_a_clear_error(start_proxy):
     port = p.url.rsplit(":", 1)[1].strip("/")
     r = cli("serve", "--port", port, "--plugins", str(PLUGINS / "basic"))
     assert r.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in r.stderr
+
+
+SMALL_HOSTS = [f"a0000000-0000-4000-8000-00000000000{i}" for i in (1, 2, 3, 4)]
+
+
+def test_make_run_answers_a_real_migration_decision(start_proxy):
+    """What `make run` starts: the shipped units, the simulated engine on the example cluster."""
+    p = start_proxy(ROOT / "balancers", "--simulate", str(ROOT / "config" / "cluster-small.json"))
+    s = xmlrpc.client.ServerProxy(p.url)
+    assert s.runLoadBalancing("host_memory_balance", SMALL_HOSTS, {"minimum_host_memoryMB": "500"}) == {
+        "result_code": 0, "result": ["b0000000-0000-4000-8000-000000000004", SMALL_HOSTS[1:]],
+        "plugin_errors": {}, "errors": []}
+    assert s.runLoadBalancing("host_memory_balance", SMALL_HOSTS, {"minimum_host_memoryMB": "100"})["result"] \
+        == ["", []]
+    bad = s.runLoadBalancing("host_memory_balance", SMALL_HOSTS, {"minimum_host_memoryMB": "lots"})
+    assert bad["result"] == ["", []]
+    assert "minimum_host_memoryMB must be a whole number" in bad["plugin_errors"]["host_memory_balance"][0]
+    scores = s.runCostFunctions([["even_vm_distribution", 2]], SMALL_HOSTS, "b0000000-0000-4000-8000-000000000001", {})
+    assert [h for h, _ in scores["result"]] == SMALL_HOSTS and scores["result"][0][1] == 2 * 4
+
+
+def test_an_unreachable_engine_is_a_clear_unit_error(start_proxy, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again below: nothing listens there
+    config = tmp_path / "proxy.toml"
+    config.write_text(f'[engine]\nurl = "http://127.0.0.1:{port}/ovirt-engine/api"\n')
+    p = start_proxy(ROOT / "balancers", "--config", str(config), "--timeout", "5",
+                    env={"OVIRT_ENGINE_PASSWORD": "x"})
+    start = time.monotonic()
+    answer = xmlrpc.client.ServerProxy(p.url).runLoadBalancing("host_memory_balance", SMALL_HOSTS, {})
+    assert time.monotonic() - start < 5
+    assert answer["result"] == ["", []] and answer["result_code"] == 1
+    [message] = answer["plugin_errors"]["host_memory_balance"]
+    assert message.startswith("EngineUnavailable:") and f"127.0.0.1:{port}" in message
+    assert "EngineUnavailable" in p.log()

@@ -225,3 +225,24 @@ def test_protocol_over_a_real_executor(good):
     answer = p.runCostFunctions(rec, [["by_length", 2], ["by_position", 3], ["missing", 5]], ["h1", "h22"], "vm", {})
     assert answer["result"] == [["h1", 2 * 2 + 3 * 0], ["h22", 3 * 2 + 3 * 1]]
     assert answer["result_code"] == 1 and list(answer["plugin_errors"]) == ["missing"]
+
+
+def test_the_engine_token_is_obtained_once_and_carried_to_later_calls(sim_engine):
+    cfg = config.load(None, {"plugins.folder": str(PLUGINS.parent.parent / "balancers")})
+    cfg.engine.url, cfg.engine.user = sim_engine.url, sim_engine.user
+    ex = executor.Executor(cfg, password=sim_engine.password)
+    ex.start()
+    try:
+        unit = ex.catalog.find("balance", "host_memory_balance")
+        hosts = [h["id"] for h in sim_engine.snapshot()["hosts"]]
+        for _ in range(3):
+            [value] = ex.run([executor.Call(unit, [hosts, {}])], time.monotonic() + 10)
+            assert value[0] == "b0000000-0000-4000-8000-000000000004"
+        assert sim_engine.logins == 1 and sim_engine.logouts == 0  # one login, never revoked
+        sim_engine.revoke_tokens()  # e.g. the engine restarted: the next call gets a 401
+        for _ in range(2):
+            [value] = ex.run([executor.Call(unit, [hosts, {}])], time.monotonic() + 10)
+            assert value[0] == "b0000000-0000-4000-8000-000000000004"
+        assert sim_engine.logins == 2 and sim_engine.logouts == 0  # renewed once, then carried
+    finally:
+        ex.stop()
