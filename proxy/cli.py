@@ -50,20 +50,20 @@ def build_parser():
 
     sub.add_parser("config", help="print the default configuration file, every key commented")
 
-    sim = sub.add_parser("simulate", help="run only the simulated oVirt engine")
-    sim.add_argument("args", nargs=argparse.REMAINDER, help="see `simulate --help`")
+    sub.add_parser("simulate", help="run only the simulated oVirt engine (see `simulate --help`)")
     return p
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["simulate"]:  # its own flags, parsed by the simulator
+        from . import simengine
+        return simengine.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "config":
             sys.stdout.write(config_mod.render_default_file())
             return 0
-        if args.command == "simulate":
-            from . import simengine
-            return simengine.main(args.args)
         cfg = config_mod.load(args.config, _overrides(args))
         if args.command == "list":
             return list_units(cfg, args.json)

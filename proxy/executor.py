@@ -298,11 +298,15 @@ class Executor:
         return new.catalog
 
     def reload_if_changed(self):
+        """Called before every engine call: new plugin code, or a fork server that died, is
+        replaced before the call runs."""
         gen = self.generation
-        if registry.fingerprint(gen.folder) != gen.fingerprint:
+        reason = ("the fork server had exited" if not gen.alive else
+                  "plugin files changed" if registry.fingerprint(gen.folder) != gen.fingerprint else None)
+        if reason:
             with self.reload_lock:
                 if self.generation is gen:  # another request may have reloaded meanwhile
-                    self.reload("plugin files changed")
+                    self.reload(reason)
 
     def run(self, calls, deadline):
         """Run the calls (concurrently, up to plugins.concurrency); returns a value or a UnitError each."""
