@@ -163,8 +163,12 @@ class Generation:
 
     # -- calls --------------------------------------------------------------------------
 
-    def run_batch(self, calls, deadline, token):
-        """Start every call on its own worker, then wait for all; returns [(value | UnitError, token)]."""
+    def run_batch(self, calls, deadline, token, finished=None):
+        """Start every call on its own worker, then wait for all; returns [(value | UnitError, token)].
+
+        finished: a list to put the answered workers' sockets in, for the caller to close
+        later (see Executor.release_finished), instead of closing them here.
+        """
         results = [None] * len(calls)
         limit = self.config.plugins.output_limit + 4096
         sel = selectors.DefaultSelector()
@@ -208,7 +212,10 @@ class Generation:
                     continue
                 sel.unregister(w.sock)
                 del inflight[w.sock]
-                w.sock.close()  # lets the worker exit now that its answer is read
+                if finished is None:
+                    w.sock.close()  # lets the worker exit now that its answer is read
+                else:
+                    finished.append(w.sock)
                 if msg is None:
                     results[i] = UnitCrashed(f"its process {self.how_it_ended(w.pid)} without answering")
                 elif msg.get("ok"):
@@ -276,6 +283,7 @@ class Executor:
         self.reload_lock = threading.RLock()  # one reload at a time
         self.generation = None
         self.token = None  # the engine SSO token, obtained by a worker and carried to the next calls
+        self.lingering = threading.local()
 
     @property
     def catalog(self):
@@ -308,8 +316,17 @@ class Executor:
                 if self.generation is gen:  # another request may have reloaded meanwhile
                     self.reload(reason)
 
-    def run(self, calls, deadline):
-        """Run the calls (concurrently, up to plugins.concurrency); returns a value or a UnitError each."""
+    def run(self, calls, deadline, linger=False):
+        """Run the calls (concurrently, up to plugins.concurrency); returns a value or a UnitError each.
+
+        linger=True leaves the answered workers alive until this thread calls
+        release_finished(): the server does so once its answer is on the wire.  Closing a
+        worker's socket wakes it to exit, and the kernel tends to run that exit (~1.4 ms of
+        page unmapping, measured) on the closing thread's CPU, ahead of the answer.
+        """
+        self.release_finished()
+        finished = [] if linger else None
+        self.lingering.socks = finished if finished is not None else []
         results = []
         width = self.config.plugins.concurrency
         for start in range(0, len(calls), width):
@@ -321,7 +338,7 @@ class Executor:
                 continue
             gen = self._enter()
             try:
-                answers = gen.run_batch(batch, deadline, self.token)
+                answers = gen.run_batch(batch, deadline, self.token, finished)
             finally:
                 self._leave(gen)
                 self.slots.release(len(batch))
@@ -332,6 +349,12 @@ class Executor:
                     answer = answer.value
                 results.append(answer)
         return results
+
+    def release_finished(self):
+        """Let the workers this thread's last run() left lingering exit."""
+        socks, self.lingering.socks = getattr(self.lingering, "socks", []), []
+        for sock in socks:
+            sock.close()
 
     def _enter(self):
         with self.swap_lock:

@@ -172,6 +172,10 @@ class EngineProtocol:
         self.executor = executor
         self.timeout = timeout
 
+    def answer_sent(self):
+        """The server calls this once an answer is on the wire: the call's workers may exit."""
+        self.executor.release_finished()
+
     def _run(self, utype, names_and_args, record):
         """Run the named units of one type; one value per input, FAILED where the unit failed."""
         self.executor.reload_if_changed()
@@ -188,7 +192,7 @@ class EngineProtocol:
                 continue
             calls.append(Call(unit, args))
             slots.append(i)
-        for i, value in zip(slots, self.executor.run(calls, deadline) if calls else []):
+        for i, value in zip(slots, self.executor.run(calls, deadline, linger=True) if calls else []):
             if isinstance(value, UnitError):
                 name = names_and_args[i][0]
                 record.failed.setdefault(name, []).append(f"{type(value).__name__}: {value}")

@@ -60,7 +60,10 @@ class RequestHandler(SimpleXMLRPCRequestHandler):
             self.send_error(413 if length > 0 else 411,
                             f"request body must have a Content-Length up to {MAX_REQUEST} bytes")
             return
-        super().do_POST()
+        try:
+            super().do_POST()
+        finally:
+            self.server.protocol.answer_sent()
 
     def decode_request_content(self, data):
         if self.headers.get("content-encoding", "identity").lower() == "gzip":

@@ -24,6 +24,10 @@ def encode(obj):
     return json.dumps(obj, separators=(",", ":"), default=_plain).encode()
 
 
+def decode(data):
+    return json.loads(data)
+
+
 def _plain(obj):
     # Units often return tuples and sets; anything else has no engine meaning.
     if isinstance(obj, (set, frozenset)):
@@ -47,7 +51,7 @@ def recv_frame(sock, limit):
     body = _recv_exact(sock, size)
     if body is None:
         raise EOFError("connection closed in the middle of a message")
-    return json.loads(body)
+    return decode(body)
 
 
 def _recv_exact(sock, n):
@@ -80,7 +84,7 @@ class FrameReader:
             raise FrameTooLarge(f"answer of {size} bytes exceeds the output limit of {self.limit}")
         if len(self.buf) < _LEN.size + size:
             return None
-        return json.loads(bytes(self.buf[_LEN.size:_LEN.size + size]))
+        return decode(bytes(self.buf[_LEN.size:_LEN.size + size]))
 
 
 def send_control(sock, obj, fds=()):

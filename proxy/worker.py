@@ -7,77 +7,61 @@ convention (print the result as a Python literal) still works, through a bounded
 """
 
 import ast
+import fcntl
 import os
 import sys
-import threading
 import time
 import traceback
 
 from . import engine, wire
 from .errors import BadUnitOutput, EngineUnavailable, UnitNotFound, UnitRaised
 
-_SENTINEL = b"\n--proxy-capture-end-8d1f0c2a--\n"
 
 
 class StdoutCapture:
-    """Points fd 1 at a pipe drained by a thread, keeping at most `limit` bytes.
+    """Points fd 1 at a sealed in-memory file a little larger than the output limit.
 
-    A pipe rather than a file so a unit printing without end costs no memory or disk;
-    draining goes on past the limit so the unit never blocks on a full pipe.  The end of
-    the unit's output is marked with a sentinel rather than EOF, because a grandchild may
-    still hold the pipe open.
+    Writes past its end fail (EPERM), so however much a unit prints, the capture costs at
+    most limit + slack bytes of memory, needs no reader thread (a thread costs a fresh
+    fork ~0.7 ms of CPU) and never makes the unit block.  A grandchild that keeps the file
+    open changes nothing: nobody waits for an end of file.  Single use, like the worker.
     """
+
+    SLACK = 1 << 16  # larger than a page, so output always passes the limit before writes fail
 
     def __init__(self, limit):
         self.limit = limit
-        self.kept = bytearray()
-        self.total = None  # bytes the unit printed, known once the sentinel is seen
-        self.done = threading.Event()
-
-    def __enter__(self):
         sys.stdout.flush()
-        self.read_fd, write_fd = os.pipe()
-        self.saved = os.dup(1)
-        os.dup2(write_fd, 1)
-        os.close(write_fd)
-        threading.Thread(target=self._drain, daemon=True).start()
-        return self
+        fd = os.memfd_create("unit-stdout", os.MFD_ALLOW_SEALING)
+        os.ftruncate(fd, limit + self.SLACK)  # sparse: memory is used only as it is written
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK)
+        os.dup2(fd, 1)  # the duplicate is inheritable: a unit's subprocesses print here too
+        os.close(fd)
 
-    def _drain(self):
-        keep_at_most = self.limit + 1 + len(_SENTINEL)
-        tail, read = b"", 0
-        self.total = None
-        while self.total is None:
-            chunk = os.read(self.read_fd, 65536)
-            if not chunk:
-                self.total = read
-                break
-            if len(self.kept) < keep_at_most:
-                self.kept += chunk[:keep_at_most - len(self.kept)]
-            window = tail + chunk
-            end = window.find(_SENTINEL)
-            if end >= 0:
-                self.total = read - len(tail) + end
-            read += len(chunk)
-            tail = window[-(len(_SENTINEL) - 1):]
-        self.done.set()
-
-    def __exit__(self, *exc):
+    def printed(self):
+        """Bytes written to stdout so far."""
         try:
             sys.stdout.flush()
-        except Exception:  # a unit may have closed or replaced sys.stdout
+        except Exception:  # a unit may have closed or replaced sys.stdout, or hit the end
             pass
-        os.write(1, _SENTINEL)
-        self.done.wait(1.0)
-        os.dup2(self.saved, 1)
+        try:
+            return os.lseek(1, 0, os.SEEK_CUR)
+        except OSError:
+            return 0
+
+    def overflowed(self):
+        return self.printed() > self.limit
+
+    def too_much(self):
+        return BadUnitOutput(f"printed more than the output limit of {self.limit} bytes to stdout "
+                             "(plugins.output_limit)")
 
     def text(self):
-        if self.total is None:
-            raise BadUnitOutput("stdout could not be read back within 1 s of the call's end")
-        if self.total > self.limit:
-            raise BadUnitOutput(f"printed {self.total} bytes to stdout, more than the output limit "
-                                f"of {self.limit} (plugins.output_limit)")
-        return self.kept[:self.total].decode("utf-8", "replace")
+        """What the unit printed; only asked for when it returned nothing (the legacy way)."""
+        n = self.printed()
+        if n > self.limit:
+            raise self.too_much()
+        return os.pread(1, n, 0).decode("utf-8", "replace")
 
 
 def literal_from_stdout(text):
@@ -106,24 +90,30 @@ def _where(exc):
     return f" (at {os.path.basename(f.filename)}:{f.lineno})"
 
 
-def run_call(units, request, settings, limit):
-    """Run one unit call; return the JSON-able answer (never raises)."""
+def run_call(units, request, settings, limit, capture=None):
+    """Run one unit call; return the encoded answer (never raises).
+
+    capture: a StdoutCapture started ahead (serve() prepares one before the request
+    arrives); None to start one here.
+    """
     try:
         cls = units.get(request["unit"])
         if cls is None:
             raise UnitNotFound(f"unit {request['unit']} is not loaded in this worker")
         engine.bind(settings, token=request.get("token"),
                     deadline=time.monotonic() + request["timeout"])
-        with StdoutCapture(limit) as capture:
-            try:
-                value = getattr(cls(), request["method"])(*request["args"])
-            except SystemExit as e:
-                raise UnitRaised(f"called sys.exit({e.code!r}) during the call") from None
-            except BaseException as e:
-                message = engine.describe_error(e)
-                if message:
-                    raise EngineUnavailable(message) from None
-                raise UnitRaised(f"{type(e).__name__}: {_clip(str(e), 500)}{_where(e)}") from None
+        capture = capture or StdoutCapture(limit)
+        try:
+            value = getattr(cls(), request["method"])(*request["args"])
+        except SystemExit as e:
+            raise UnitRaised(f"called sys.exit({e.code!r}) during the call") from None
+        except BaseException as e:
+            if capture.overflowed():  # its failed print is the symptom, not the cause
+                raise capture.too_much() from None
+            message = engine.describe_error(e)
+            if message:
+                raise EngineUnavailable(message) from None
+            raise UnitRaised(f"{type(e).__name__}: {_clip(str(e), 500)}{_where(e)}") from None
         if value is None:
             value = literal_from_stdout(capture.text())
         answer = {"ok": True, "result": value, "token": engine.token()}
@@ -144,11 +134,16 @@ def run_call(units, request, settings, limit):
 def serve(sock, units, settings, limit):
     """Wait for the one request, answer it, and stay alive until the server has read it.
 
+    Everything a call needs that does not depend on the request (the stdout capture, the
+    first use of the JSON encoder) is set up while the worker waits as a spare:
+    in a fresh fork, first use is what costs (copy-on-write faults, ~0.8 ms measured).
     Staying until the server closes its end keeps the exit's page unmapping out of the
     caller's critical path (PERFORMANCE_NOTES: p90 3.9 ms instead of 6.3 ms).
     """
+    capture = StdoutCapture(limit)
+    wire.decode(wire.encode({"ok": True, "result": ["warm-up"], "token": None}))
     request = wire.recv_frame(sock, 1 << 30)
     if request is None:  # the server dropped this spare worker
         return
-    wire.send_frame(sock, run_call(units, request, settings, limit))
+    wire.send_frame(sock, run_call(units, request, settings, limit, capture))
     sock.recv(1)

@@ -80,7 +80,7 @@ def test_discovery_reports_every_bad_module_with_its_reason(bad):
     ("raises", "filter", [HOSTS, "vm", {}], UnitRaised, "RuntimeError: boom in raises (at runtime.py:"),
     ("hangs", "balance", [HOSTS, {}], UnitTimeout, "did not answer within 1.5 s"),
     ("garbage", "filter", [HOSTS, "vm", {}], BadUnitOutput, "not a Python literal"),
-    ("huge_output", "balance", [HOSTS, {}], BadUnitOutput, "printed 67108864 bytes"),
+    ("huge_output", "balance", [HOSTS, {}], BadUnitOutput, "printed more than the output limit of 8388608"),
     ("exits", "score", [HOSTS, "vm", {}], UnitCrashed, "exited with code 3 without answering"),
     ("calls_sys_exit", "filter", [HOSTS, "vm", {}], UnitRaised, "sys.exit(4)"),
     ("odd_type", "filter", [HOSTS, "vm", {}], BadUnitOutput, "'object' values cannot be sent"),

@@ -1,9 +1,10 @@
 """Benchmark: unit-call latency and throughput of the proxy against the cold-start baseline.
 
-Run with `make bench`.  The baseline is measured in the same run on the same machine: a
-fresh `python3 -c 'import module; module.Cls().do_x(...)'` per call, which is what the
-original oVirt proxy does (without even its XML-RPC round trip, so the ratio is conservative).
-The unit's module imports ovirtsdk4, as real plugins do.
+Run with `make bench`.  The baseline is measured in the same run on the same machine: the
+original oVirt proxy's execution path (cold_start_proxy.py: XML-RPC, then a fresh
+`python3 -c 'import module; print(module.Cls().do_x(...))'` per call).  Both are called the
+same way, over XML-RPC with one keep-alive connection per caller.  The unit's module
+imports ovirtsdk4, as real plugins do.
 """
 import os
 import statistics
@@ -21,21 +22,20 @@ FOLDER = PLUGINS / "sdk"
 HOSTS = [f"6a1e0000-0000-0000-0000-{i:012d}" for i in range(10)]
 VM = "3fd0bb5e-2f4b-4e5a-9b6c-0d1e2f3a4b5c"
 CALLS = {
-    "runLoadBalancing": (("sdk_balance", HOSTS, {}), "do_balance(%r, {})" % HOSTS),
-    "runFilters": ((["sdk_filter"], HOSTS, VM, {}), "do_filter(%r, %r, {})" % (HOSTS, VM)),
-    "runCostFunctions": (([["sdk_score", 1]], HOSTS, VM, {}), "do_score(%r, %r, {})" % (HOSTS, VM)),
+    "runLoadBalancing": ("sdk_balance", HOSTS, {}),
+    "runFilters": (["sdk_filter"], HOSTS, VM, {}),
+    "runCostFunctions": ([["sdk_score", 1]], HOSTS, VM, {}),
 }
-CLASSES = {"runLoadBalancing": "sdk_balance", "runFilters": "sdk_filter", "runCostFunctions": "sdk_score"}
 
 
-def measure(call_once, concurrency, total):
-    """(p50 ms, p99 ms, calls/s) of `total` calls spread over `concurrency` threads."""
+def run_threads(make_call, concurrency, per_thread):
+    """Latencies of per_thread calls in each of `concurrency` threads, and the wall time."""
     latencies, lock = [], threading.Lock()
-    per_thread = total // concurrency
     barrier = threading.Barrier(concurrency + 1)
 
     def run():
-        fn = call_once()
+        fn = make_call()
+        fn()  # connect (keep-alive) before the clock starts
         barrier.wait()
         mine = []
         for _ in range(per_thread):
@@ -52,14 +52,27 @@ def measure(call_once, concurrency, total):
     start = time.perf_counter()
     for t in threads:
         t.join()
-    elapsed = time.perf_counter() - start
-    latencies.sort()
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    return statistics.median(latencies) * 1000, p99 * 1000, len(latencies) / elapsed
+    return latencies, time.perf_counter() - start
 
 
-def proxy_caller(url, method):
-    args = CALLS[method][0]
+def measure_side_by_side(make_proxy, make_base, concurrency, rounds, proxy_per_thread, base_per_thread):
+    """Both measured in alternating rounds, so a change in the machine's load hits both alike.
+    Returns ((p50 ms, p99 ms, calls/s) for the proxy, the same for the baseline)."""
+    sides = {"proxy": ([], 0.0), "base": ([], 0.0)}
+    for _ in range(rounds):
+        for side, make, n in (("proxy", make_proxy, proxy_per_thread), ("base", make_base, base_per_thread)):
+            lat, wall = run_threads(make, concurrency, n)
+            sides[side] = (sides[side][0] + lat, sides[side][1] + wall)
+    out = []
+    for lat, wall in sides.values():
+        lat.sort()
+        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+        out.append((statistics.median(lat) * 1000, p99 * 1000, len(lat) / wall))
+    return out
+
+
+def caller(url, method):
+    args = CALLS[method]
 
     def make():
         proxy = xmlrpc.client.ServerProxy(url)  # one keep-alive connection per caller, as the engine
@@ -72,15 +85,10 @@ def proxy_caller(url, method):
     return make
 
 
-def baseline_caller(method):
-    code = (f"import sys; sys.path.insert(0, {str(FOLDER)!r}); import sdk_units; "
-            f"print(sdk_units.{CLASSES[method]}().{CALLS[method][1]})")
-
-    def make():
-        def once():
-            subprocess.run([sys.executable, "-c", code], check=True, stdout=subprocess.DEVNULL)
-        return once
-    return make
+def start_baseline():
+    proc = subprocess.Popen([sys.executable, "-m", "tests.benchmarks.cold_start_proxy", str(FOLDER)],
+                            stdout=subprocess.PIPE, text=True)
+    return proc, proc.stdout.readline().strip()
 
 
 def rss_kib(pid, field="VmRSS"):
@@ -104,6 +112,7 @@ def main():
           f"unit module imports ovirtsdk4, {len(HOSTS)} hosts per call\n")
     with tempfile.TemporaryDirectory() as tmp:
         proxy = ProxyProcess(Path(tmp), FOLDER)  # default INFO: one log line per call, as in production
+        baseline, baseline_url = start_baseline()
         try:
             # Memory first, while idle: the server, its fork server and the spare workers.
             time.sleep(1.0)
@@ -125,10 +134,9 @@ def main():
             print("-" * len(header))
             verdicts = []
             for method in CALLS:
-                for conc, n_proxy, n_base in ((1, 300, 20), (8, 800, 48)):
-                    measure(proxy_caller(proxy.url, method), conc, 8 * conc)  # warm the connections
-                    p50, p99, rate = measure(proxy_caller(proxy.url, method), conc, n_proxy)
-                    b50, b99, brate = measure(baseline_caller(method), conc, n_base)
+                for conc, rounds, n_proxy, n_base in ((1, 6, 60, 4), (8, 4, 25, 2)):
+                    (p50, p99, rate), (b50, b99, brate) = measure_side_by_side(
+                        caller(proxy.url, method), caller(baseline_url, method), conc, rounds, n_proxy, n_base)
                     ratio, tput = b50 / p50, rate / brate
                     print(f"{method:<18}{conc:>5}{p50:>9.2f}ms{p99:>7.2f}ms{rate:>10.0f}"
                           f"{b50:>12.1f}ms{b99:>7.1f}ms{brate:>10.1f}{ratio:>10.0f}x{tput:>11.0f}x")
@@ -141,6 +149,8 @@ def main():
                 print(f"  {'MET ' if ok else 'MISSED'}  {what}")
         finally:
             proxy.stop()
+            baseline.terminate()
+            baseline.wait()
 
 
 def _ppid(pid):
