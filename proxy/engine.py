@@ -19,12 +19,14 @@ import re
 import socket
 import time
 import traceback
+import xml.etree.ElementTree as ET
 from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import ovirtsdk4 as sdk
 import pycurl
+from ovirtsdk4.reader import Reader as _read
 
 DEFAULT_TIMEOUT = 30.0  # seconds per request when no deadline is bound (a unit run by hand)
 NO_URL = "no engine URL configured: set url in the [engine] section of the config file"
@@ -313,23 +315,27 @@ def _topology(cpu):
 
 
 def _host(h):
-    stats = _stats(h)
+    """A Host record from the SDK's Host object."""
+    return _host_record(id=h.id, name=h.name, status=h.status,
+                        cluster_id=h.cluster.id if h.cluster is not None else None,
+                        memory=h.memory, max_scheduling_memory=h.max_scheduling_memory,
+                        active_vms=h.summary.active if h.summary is not None else None,
+                        stats=_stats(h), cpu=h.cpu)
+
+
+def _host_record(*, stats, cpu, status, **fields):
     free = stats.get("memory.free")
     if free is None and "memory.used" in stats and "memory.total" in stats:
         free = stats["memory.total"] - stats["memory.used"]
     if "cpu.current.idle" in stats:
-        cpu = 100.0 - stats["cpu.current.idle"]
+        cpu_usage = 100.0 - stats["cpu.current.idle"]
     elif "cpu.current.user" in stats and "cpu.current.system" in stats:
-        cpu = stats["cpu.current.user"] + stats["cpu.current.system"]
+        cpu_usage = stats["cpu.current.user"] + stats["cpu.current.system"]
     else:
-        cpu = None
-    cores, threads = _topology(h.cpu)
-    return Host(id=h.id, name=h.name, status=_value(h.status),
-                cluster_id=h.cluster.id if h.cluster is not None else None,
-                memory=h.memory, max_scheduling_memory=h.max_scheduling_memory,
-                free_memory=None if free is None else int(free), cpu_usage=cpu,
-                cpu_cores=cores, cpu_threads=threads,
-                active_vms=h.summary.active if h.summary is not None else None)
+        cpu_usage = None
+    cores, threads = _topology(cpu)
+    return Host(status=_value(status), free_memory=None if free is None else int(free),
+                cpu_usage=cpu_usage, cpu_cores=cores, cpu_threads=threads, **fields)
 
 
 def _vm(v):
@@ -348,14 +354,75 @@ def _vm(v):
               os_type=v.os.type if v.os is not None else None, cpu_usage=cpu, vcpus=vcpus)
 
 
+class _HostsWithStatistics(sdk.service.Service):
+    """GET /hosts?follow=statistics through the SDK's own request path (token, 401 renewal,
+    faults, deadlines), with the body read straight into Host records.
+
+    The SDK's readers build an object per statistic: ~0.9 s for 1,000 hosts × 13 statistics,
+    most of a memory balancer's decision time.  Reading the same XML with ElementTree and
+    the SDK's own value parsers gives the same records (tests/test_engine.py compares them)
+    in about a quarter of that.
+    """
+
+    def list(self):
+        return self._internal_get(query={"follow": "statistics"}, wait=True)
+
+    def _internal_read_body(self, response):
+        if not response.body:
+            self._raise_error(response)
+        self._connection.check_xml_content_type(response)
+        # The engine's answer, over the connection the admin configured, not a caller's
+        # input: the C parser (defusedxml's is pure Python, 4× slower), DTDs refused.
+        if b"<!DOCTYPE" in response.body[:4096]:
+            raise EngineError("the engine's host list carries a DTD, which the API never sends")
+        try:
+            return [_host_from_xml(e) for e in ET.fromstring(response.body)]
+        except (ValueError, ET.ParseError) as e:
+            raise EngineError(f"the engine's host list could not be read: {e}") from None
+
+
+def _host_from_xml(e):
+    """One <host> element; a single pass over its children (ElementPath lookups cost ~2×)."""
+    integer, fields, stats, cpu = _read.parse_integer, {}, {}, None
+    for child in e:
+        tag = child.tag
+        if tag == "statistics":
+            for stat in child:
+                name = datum = None
+                for part in stat:
+                    if part.tag == "name":
+                        name = part.text
+                    elif part.tag == "values" and datum is None:
+                        datum = part.findtext("value/datum")  # the first value: values[0].datum
+                if name and datum is not None:
+                    stats[name] = _read.parse_decimal(datum)
+        elif tag in ("name", "memory", "max_scheduling_memory", "status"):
+            fields[tag] = child.text
+        elif tag == "cluster":
+            fields["cluster_id"] = child.get("id")
+        elif tag == "summary":
+            fields["active_vms"] = integer(child.findtext("active"))
+        elif tag == "cpu":
+            topology = child.find("topology")
+            if topology is not None:
+                cpu = sdk.types.Cpu(topology=sdk.types.CpuTopology(
+                    sockets=integer(topology.findtext("sockets")), cores=integer(topology.findtext("cores")),
+                    threads=integer(topology.findtext("threads"))))
+    return _host_record(
+        id=e.get("id"), name=fields.get("name"),
+        status=_read.parse_enum(sdk.types.HostStatus, fields.get("status")),
+        cluster_id=fields.get("cluster_id"), memory=integer(fields.get("memory")),
+        max_scheduling_memory=integer(fields.get("max_scheduling_memory")),
+        active_vms=fields.get("active_vms"), stats=stats, cpu=cpu)
+
+
 def hosts(conn, ids=None):
     """id -> Host for `ids` (in that order, unknown ids left out), or for every host.
 
     One request whatever the count: all hosts with their statistics, filtered here.
     """
     with _engine_errors():
-        listed = conn.system_service().hosts_service().list(follow="statistics")
-        found = {h.id: _host(h) for h in listed}
+        found = {h.id: h for h in _HostsWithStatistics(conn, "/hosts").list()}
     if ids is None:
         return found
     if isinstance(ids, str):

@@ -88,6 +88,7 @@ class ProxyServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
         super().__init__((host, port), requestHandler=RequestHandler, logRequests=False,
                          allow_none=False, bind_and_activate=True)
         self.protocol = protocol
+        self.signatures = {m: inspect.signature(getattr(protocol, m)) for m in PUBLISHED}
         self.ids = itertools.count(1)
         self.id_prefix = os.urandom(2).hex()
         self.active = 0
@@ -134,9 +135,9 @@ class ProxyServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
             raise UnknownMethod(f"no method {method!r}; the proxy serves " + ", ".join(PUBLISHED + INTROSPECTION))
         function = getattr(self.protocol, method)
         try:
-            inspect.signature(function).bind(record, *params)
+            self.signatures[method].bind(record, *params)
         except TypeError:
-            wanted = list(inspect.signature(function).parameters)[1:]
+            wanted = list(self.signatures[method].parameters)[1:]
             raise BadArguments(f"{method} takes {len(wanted)} argument(s) ({', '.join(wanted) or 'none'}), "
                                f"got {len(params)}") from None
         return function(record, *params)

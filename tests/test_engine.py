@@ -301,3 +301,35 @@ def test_the_sdk_internals_engine_overrides_still_exist():
     conn = sdk.Connection(url="http://127.0.0.1:9/ovirt-engine/api")
     assert hasattr(conn._multi, "timeout") and hasattr(conn._multi, "select")
     conn.close()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_fast_host_reader_gives_exactly_what_the_sdk_readers_give(seed):
+    snapshot = generate_snapshot(40, 300, seed=seed, pressure_hosts=3)
+    snapshot["hosts"][0]["free_memory_mb"] = None  # unknown free memory: no memory statistics
+    snapshot["hosts"][1]["status"] = "maintenance"
+    with SimulatedEngine(snapshot) as sim:
+        engine.bind(engine.EngineSettings(url=sim.url, user=sim.user, password=sim.password))
+        try:
+            with engine.connect() as conn:
+                fast = engine.hosts(conn)
+                via_sdk = {h.id: engine._host(h)
+                           for h in conn.system_service().hosts_service().list(follow="statistics")}
+        finally:
+            engine.bind(None)
+    assert fast == via_sdk
+    assert fast[snapshot["hosts"][0]["id"]].free_memory is None
+    assert fast[snapshot["hosts"][1]["id"]].status == "maintenance"
+
+
+@pytest.mark.parametrize("body, words", [
+    (b"<hosts><host id='h'><memory>lots</memory></host></hosts>", "host list could not be read"),
+    (b"<hosts><host id='h'>", "host list could not be read"),
+    (b"<!DOCTYPE x [<!ENTITY a 'b'>]><hosts/>", "DTD"),
+])
+def test_an_unreadable_host_list_is_an_engine_error(bound_engine, body, words):
+    from ovirtsdk4.http import Response
+    response = Response(body=body, code=200, headers=["Content-Type: application/xml"])
+    with engine.connect() as conn:
+        with pytest.raises(engine.EngineError, match=words):
+            engine._HostsWithStatistics(conn, "/hosts")._internal_read_body(response)
