@@ -8,6 +8,8 @@ ValueError (reported to the engine by the proxy) instead of a bare int() traceba
 
 import re
 
+from proxy import engine
+
 
 MIB = 1024 * 1024
 
@@ -81,3 +83,16 @@ def running_vms_by_host(vms):
         if vm.host_id is not None and is_up(vm):
             by_host.setdefault(vm.host_id, []).append(vm)
     return by_host
+
+
+def hosts_and_source_vms(host_ids, find_source):
+    """(the Up hosts among host_ids, the source find_source picks of them, the VMs up on it).
+
+    Two requests whatever the host count, and only one in the common case of no source.
+    Hosts that left Up since the engine listed them are neither sources nor targets.
+    """
+    with engine.connect() as conn:
+        found = [h for h in engine.hosts(conn, host_ids).values() if is_up(h)]
+        source = find_source(found)
+        vms = engine.vms(conn, on_hosts=[source]) if source is not None else []
+    return found, source, vms

@@ -12,7 +12,6 @@ gets a host we already know would be pushed over the threshold.
 """
 
 from balancers import _common
-from proxy import engine
 
 DEFAULT_MINIMUM_MB = 500
 DEFAULT_SAFE = True
@@ -78,11 +77,6 @@ class host_memory_balance:
         safe = _common.bool_property(args, "safe_selection", DEFAULT_SAFE)
         if not hosts:
             return None
-        with engine.connect() as conn:
-            # Hosts that left Up since the engine listed them are neither sources nor targets.
-            found = [h for h in engine.hosts(conn, hosts).values() if _common.is_up(h)]
-            source = most_over_utilized(found, threshold)
-            if source is None:
-                return None  # the common case costs one request, not two
-            vms = engine.vms(conn, on_hosts=[source])
-        return choose(found, vms, threshold, safe)
+        found, source, vms = _common.hosts_and_source_vms(
+            hosts, lambda up: most_over_utilized(up, threshold))
+        return choose(found, vms, threshold, safe) if source is not None else None

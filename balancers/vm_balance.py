@@ -5,7 +5,6 @@ then the source host's VMs, the second only when a host is over the limit).
 """
 
 from balancers import _common
-from proxy import engine
 
 DEFAULT_MAXIMUM = 100
 
@@ -47,10 +46,5 @@ class vm_balance:
         maximum = _common.int_property(args, "maximum_vm_count", DEFAULT_MAXIMUM)
         if not hosts:
             return None
-        with engine.connect() as conn:
-            found = [h for h in engine.hosts(conn, hosts).values() if _common.is_up(h)]
-            source = busiest(found, maximum)
-            if source is None:
-                return None  # the common case costs one request, not two
-            vms = engine.vms(conn, on_hosts=[source])
-        return choose(found, vms, maximum)
+        found, source, vms = _common.hosts_and_source_vms(hosts, lambda up: busiest(up, maximum))
+        return choose(found, vms, maximum) if source is not None else None

@@ -91,7 +91,7 @@ def discover(folder, timeout):
     found, deadline = [], time.monotonic() + timeout
     sel = selectors.DefaultSelector()
     buffers = {}
-    for pid, (path, r) in children.items():
+    for pid, (_, r) in children.items():
         sel.register(r, selectors.EVENT_READ, pid)
         buffers[pid] = bytearray()
     open_pids = set(children)
@@ -107,24 +107,22 @@ def discover(folder, timeout):
                 sel.unregister(key.fd)
                 open_pids.discard(key.data)
     sel.close()
-    answers = {}
     for pid, (path, r) in children.items():
-        hung = pid in open_pids
-        if hung:
+        # Always, even after a clean exit: whatever the import left running in the group goes too.
+        try:
             os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         _, status = os.waitpid(pid, 0)
         os.close(r)
         try:
             answer = json.loads(buffers[pid]) if buffers[pid] else None
         except ValueError:
             answer = None
-        if hung:
+        if pid in open_pids:
             answer = {"error": f"did not finish importing within {timeout:g} s (plugins.timeout); killed"}
         elif answer is None:
             answer = {"error": f"{describe_status(status)} while being imported"}
-        answers[path] = answer
-
-    for path, answer in answers.items():
         if "error" in answer:
             found.append(((), (registry.Rejection(path.name, "", answer["error"]),)))
         else:

@@ -1,5 +1,4 @@
 """Plugin registry: the engine's parameter syntax, what a module holds, duplicates."""
-import re
 import types
 
 from hypothesis import given, strategies as st

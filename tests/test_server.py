@@ -3,7 +3,6 @@ import gzip
 import http.client
 import socket
 import threading
-import time
 import xmlrpc.client
 
 import pytest
