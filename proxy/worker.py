@@ -8,6 +8,7 @@ convention (print the result as a Python literal) still works, through a bounded
 
 import ast
 import fcntl
+import io
 import os
 import sys
 import time
@@ -37,6 +38,9 @@ class StdoutCapture:
         fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK)
         os.dup2(fd, 1)  # the duplicate is inheritable: a unit's subprocesses print here too
         os.close(fd)
+        # print() goes through sys.stdout, which a plugin's import may have replaced.
+        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8",
+                                      errors="backslashreplace")
 
     def printed(self):
         """Bytes written to stdout so far."""
