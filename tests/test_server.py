@@ -161,3 +161,12 @@ def test_a_burst_of_100_callers_is_accepted_within_the_engine_connect_timeout(pr
     assert not failures
     assert len(answers) == 100
     assert all(b"<name>result_code</name>" in a and b"h2" in a for a in answers)
+
+
+def test_ten_thousand_hosts_over_xmlrpc(proxy_url):
+    """The original proxy put the arguments on a command line and broke at ~3,300 hosts."""
+    hosts = [f"6a1e0000-0000-4000-8000-{i:012d}" for i in range(10_000)]
+    s = xmlrpc.client.ServerProxy(proxy_url)
+    assert s.runFilters(["keep_all"], hosts, "vm", {})["result"] == hosts
+    scores = s.runCostFunctions([["by_position", 2]], hosts, "vm", {})["result"]
+    assert [h for h, _ in scores] == hosts and scores[-1][1] == 2 * round(9_999.4)
