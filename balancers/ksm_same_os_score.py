@@ -39,5 +39,6 @@ class ksm_same_os_score:
             target = engine.vm(conn, vm)
             if target is None:
                 raise LookupError(f"VM {vm} is not known to the engine")
-            vms = engine.vms(conn)
+            # Only the VMs on the candidate hosts: listing every VM of a big engine takes seconds.
+            vms = engine.vms(conn, on_hosts=engine.hosts(conn, hosts).values())
         return scores(hosts, target, vms)

@@ -333,3 +333,23 @@ def test_an_unreadable_host_list_is_an_engine_error(bound_engine, body, words):
     with engine.connect() as conn:
         with pytest.raises(engine.EngineError, match=words):
             engine._HostsWithStatistics(conn, "/hosts")._internal_read_body(response)
+
+
+def test_vms_on_many_hosts_falls_back_to_one_listing_that_fits_a_request_line():
+    snapshot = generate_snapshot(400, 2000, seed=4)
+    with SimulatedEngine(snapshot) as sim:
+        engine.bind(engine.EngineSettings(url=sim.url, user=sim.user, password=sim.password))
+        try:
+            with engine.connect() as conn:
+                hosts = list(engine.hosts(conn).values())
+                sim.reset_counters()
+                few = engine.vms(conn, on_hosts=hosts[:3])
+                many = engine.vms(conn, on_hosts=hosts)
+        finally:
+            engine.bind(None)
+    assert sim.api_requests == 2
+    assert all(len(r.path) + len(str(r.query)) < 8000 for r in sim.requests)
+    up = {v["id"] for v in snapshot["vms"] if v["status"] == "up"}
+    assert {v.id for v in many} == up
+    few_hosts = {h.id for h in hosts[:3]}
+    assert {v.id for v in few} == {v["id"] for v in snapshot["vms"] if v["status"] == "up" and v["host"] in few_hosts}
