@@ -349,33 +349,36 @@ def test_memory_answer_is_a_vm_on_the_source_that_fits_every_candidate(case, saf
             and chosen.memory <= hmb.room(h, threshold)] == candidates
 
 
-@settings(max_examples=300)
-@given(memory_cases())
-def test_safe_mode_picks_the_smallest_eligible_vm(case):
+def chosen_and_eligible(case, safe):
+    """(the VM the balancer chose, the VMs it could have chosen, the source), or None when
+    there was no eligible VM, in which case the balancer must have answered None."""
     hosts, vms, threshold = case
-    answer = hmb.choose(hosts, vms, threshold, safe=True)
+    answer = hmb.choose(hosts, vms, threshold, safe=safe)
     source = expected_source(hosts, threshold)
     eligible = eligible_vms(hosts, vms, threshold, source) if source else []
     if not eligible:
         assert answer is None
-        return
-    chosen = next(v for v in vms if v.id == answer[0])
-    assert chosen.memory == min(v.memory for v in eligible)
+        return None
+    return next(v for v in vms if v.id == answer[0]), eligible, source
+
+
+@settings(max_examples=300)
+@given(memory_cases())
+def test_safe_mode_picks_the_smallest_eligible_vm(case):
+    found = chosen_and_eligible(case, safe=True)
+    if found:
+        chosen, eligible, _ = found
+        assert chosen.memory == min(v.memory for v in eligible)
 
 
 @settings(max_examples=300)
 @given(memory_cases())
 def test_aggressive_mode_covers_the_shortfall_when_it_can(case):
-    hosts, vms, threshold = case
-    answer = hmb.choose(hosts, vms, threshold, safe=False)
-    source = expected_source(hosts, threshold)
-    eligible = eligible_vms(hosts, vms, threshold, source) if source else []
-    if not eligible:
-        assert answer is None
-        return
-    chosen = next(v for v in vms if v.id == answer[0])
-    covering = [v.memory for v in eligible if v.memory > threshold - source.free_memory]
-    assert chosen.memory == (min(covering) if covering else max(v.memory for v in eligible))
+    found = chosen_and_eligible(case, safe=False)
+    if found:
+        chosen, eligible, source = found
+        covering = [v.memory for v in eligible if v.memory > case[2] - source.free_memory]
+        assert chosen.memory == (min(covering) if covering else max(v.memory for v in eligible))
 
 
 @given(memory_cases(), st.booleans())
