@@ -22,7 +22,6 @@ UNIT_TYPES = {
     "score": ("do_score", "scores"),
     "balance": ("do_balance", "balance"),
 }
-METHOD_TYPES = {method: utype for utype, (method, _) in UNIT_TYPES.items()}
 
 # ENGINE_CONTRACT §5: what the engine's CustomPropertiesUtils accepts (Java String.matches,
 # so the whole string).  A unit whose map fails this is skipped by the engine anyway.
