@@ -80,6 +80,7 @@ def list_units(cfg, as_json):
     logs.configure("WARNING", "")
     if not cfg.plugin_folder.is_dir():
         raise ConfigError(f"plugins.folder: {cfg.plugin_folder} is not a folder")
+    cfg.plugins.spare_workers = 0  # only the catalog is wanted: no worker to fork and kill
     executor = Executor(cfg, password="")
     try:
         catalog = executor.start()

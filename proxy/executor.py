@@ -325,8 +325,8 @@ class Executor:
         page unmapping, measured) on the closing thread's CPU, ahead of the answer.
         """
         self.release_finished()
-        finished = [] if linger else None
-        self.lingering.socks = finished if finished is not None else []
+        self.lingering.socks = lingering = []
+        finished = lingering if linger else None
         results = []
         width = self.config.plugins.concurrency
         for start in range(0, len(calls), width):
