@@ -80,8 +80,8 @@ def list_units(cfg, as_json):
     logs.configure("WARNING", "")
     if not cfg.plugin_folder.is_dir():
         raise ConfigError(f"plugins.folder: {cfg.plugin_folder} is not a folder")
-    cfg.plugins.spare_workers = 0  # only the catalog is wanted: no worker to fork and kill
-    executor = Executor(cfg, password="")
+    # Only the catalog is wanted: no worker to fork and kill.
+    executor = Executor(cfg.replace({"plugins.spare_workers": 0}), password="")
     try:
         catalog = executor.start()
     finally:
@@ -111,21 +111,9 @@ def serve(cfg, simulate=None):
         raise ConfigError(f"plugins.folder: {cfg.plugin_folder} is not a folder")
     sim, password = None, None
     if simulate:
-        from . import simengine
-        try:
-            sim = simengine.SimulatedEngine(simengine.load_snapshot(simulate)).start()
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"--simulate {simulate}: {e}") from None
-        cfg.engine.url, cfg.engine.user, password = sim.url, sim.user, sim.password
-        log.info("simulated engine serving %s at %s", simulate, sim.url)
-
-    # Signals are only recorded (as bytes on a pipe, by the interpreter); this loop acts on them.
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda *_: None)
-
+        sim = _simulated_engine(simulate)
+        cfg, password = cfg.replace({"engine.url": sim.url, "engine.user": sim.user}), sim.password
+    wake_r = _record_signals()
     executor = Executor(cfg, password=password)
     try:
         catalog = executor.start()
@@ -151,6 +139,27 @@ def serve(cfg, simulate=None):
             sim.stop()
     log.info("stopped")
     return 0
+
+
+def _simulated_engine(snapshot_path):
+    from . import simengine
+    try:
+        sim = simengine.SimulatedEngine(simengine.load_snapshot(snapshot_path)).start()
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--simulate {snapshot_path}: {e}") from None
+    log.info("simulated engine serving %s at %s", snapshot_path, sim.url)
+    return sim
+
+
+def _record_signals():
+    """Signals are only recorded (as bytes on a pipe, by the interpreter); _signal_loop acts
+    on them.  Returns the pipe's read end."""
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: None)
+    return wake_r
 
 
 def _signal_loop(wake_r, server, executor, timeout):

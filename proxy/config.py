@@ -10,7 +10,7 @@ import math
 import os
 import tomllib
 from pathlib import Path
-from types import SimpleNamespace
+from types import MappingProxyType
 
 from .errors import ConfigError
 
@@ -163,15 +163,33 @@ def load(path=None, overrides=None):
     return Config(values)
 
 
+# One frozen record type per section, so a loaded configuration cannot be changed in place:
+# what differs (a simulated engine's URL, a command's own needs) is a new Config (replace()).
+_SECTION_TYPES = {
+    section: dataclasses.make_dataclass(
+        f"{section.capitalize()}Settings", [s.key for s in SETTINGS if s.section == section], frozen=True)
+    for section in SECTIONS}
+
+
 class Config:
     """Settings by section: `config.plugins.timeout`; plus the derived values the proxy needs."""
 
     def __init__(self, values):
-        self.values = dict(values)
-        for section in SECTIONS:
-            setattr(self, section, SimpleNamespace(**{
+        values = dict(values, **{"log.level": values["log.level"].upper()})
+        object.__setattr__(self, "values", MappingProxyType(values))
+        for section, record in _SECTION_TYPES.items():
+            object.__setattr__(self, section, record(**{
                 s.key: values[s.name] for s in SETTINGS if s.section == section}))
-        self.log.level = self.log.level.upper()
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"the configuration is read-only; use replace() to change {name}")
+
+    def replace(self, changes, where="override"):
+        """A new Config with {setting name: value} changed, each checked as a flag would be."""
+        values = dict(self.values)
+        for name, value in changes.items():
+            values[name] = _convert(BY_NAME[name], value, where)
+        return Config(values)
 
     @property
     def plugin_folder(self):
@@ -209,3 +227,13 @@ def _toml_value(v):
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return repr(v)
+
+
+def render_settings_table():
+    """The README's settings table (Markdown), from the same table; a test keeps them equal."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    for s in SETTINGS:
+        default = _toml_value(s.default)
+        flag = f" Flag `{s.flag}`." if s.flag else ""
+        rows.append(f"| `{s.name}` | `{default}` | {s.help}{flag} |")
+    return "\n".join(rows) + "\n"

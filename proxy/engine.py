@@ -12,14 +12,8 @@ failure (unreachable engine, refused login, HTTP 5xx, timeout, unreadable reply)
 EngineError whose message names the engine, what failed and what to check.
 """
 
-import io
-import json
-import math
-import re
 import socket
-import time
 import traceback
-import xml.etree.ElementTree as ET
 from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -28,10 +22,10 @@ import ovirtsdk4 as sdk
 import pycurl
 from ovirtsdk4.reader import Reader as _read
 
-DEFAULT_TIMEOUT = 30.0  # seconds per request when no deadline is bound (a unit run by hand)
+from . import sdk_internals
+
 NO_URL = "no engine URL configured: set url in the [engine] section of the config file"
 
-_JSON_TYPE = re.compile(r"^(application|text)/json(;.*)?$", re.I)
 _TLS_CURL_CODES = {35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91}
 
 
@@ -97,144 +91,22 @@ def token():
 
 # --- the connection ---------------------------------------------------------------------------
 
-class _PromptMulti:
-    """Wraps the SDK's CurlMulti so its wait loop notices a timeout when it happens.
-
-    The SDK waits in `select(1.0)`, which does not know curl's own timers: a request that
-    times out would be noticed up to a second past the deadline.
-    """
-
-    def __init__(self, multi):
-        self._multi = multi
-
-    def __getattr__(self, name):
-        return getattr(self._multi, name)
-
-    def select(self, timeout):
-        due_ms = self._multi.timeout()
-        if due_ms >= 0:
-            timeout = min(timeout, due_ms / 1000)
-        return self._multi.select(timeout)
-
-
-class _SsoReplyError(sdk.Error):
-    """The SSO endpoint answered something that is not a JSON object."""
-
-
-class Connection(sdk.Connection):
-    """An ovirtsdk4 Connection bounded by the call's deadline, never revoking the shared token.
-
-    Three SDK internals are replaced, each pinned by tests against the real SDK: the
-    per-request curl handle gets a millisecond timeout (the SDK's `timeout` is whole
-    seconds and the 401 retry goes around `send`), the SSO requests get one too (the SDK
-    sets none), and each token obtained is recorded for `token()`.
-    """
-
-    def __init__(self, *, deadline=None, **kwargs):
-        self._deadline = deadline
-        # Whole seconds as a backstop, should an SDK release bypass the overrides below.
-        super().__init__(timeout=max(1, math.ceil(self._seconds_left())), **kwargs)
-        self._multi = _PromptMulti(self._multi)
-
-    def _seconds_left(self):
-        if self._deadline is None:
-            return DEFAULT_TIMEOUT
-        return self._deadline - time.monotonic()
-
-    def _limit(self, curl):
-        left = self._seconds_left()
-        if left <= 0:
-            raise sdk.TimeoutError("no time was left in the call for the request")
-        ms = max(1, int(left * 1000))
-        curl.setopt(pycurl.TIMEOUT_MS, ms)
-        curl.setopt(pycurl.CONNECTTIMEOUT_MS, ms)
-
-    # The SDK builds every API request (the 401 retry included) in Connection.__send.
-    def _Connection__send(self, request):
-        if self._seconds_left() <= 0:
-            raise sdk.TimeoutError("no time was left in the call for the request")
-        context = super()._Connection__send(request)
-        self._limit(context[0])  # the transfer starts at the next perform(), so this applies
-        return context
-
-    def _get_sso_response(self, url, params=""):
-        curl = pycurl.Curl()
-        body, headers = io.BytesIO(), []
-        try:
-            self._limit(curl)
-            curl.setopt(pycurl.URL, url)
-            curl.setopt(pycurl.POST, 1)
-            curl.setopt(pycurl.COPYPOSTFIELDS, urlencode(params))
-            curl.setopt(pycurl.HTTPHEADER, [f"User-Agent: PythonSDK/{sdk.get_version()}",
-                                            "Accept: application/json"])
-            if url.startswith("https"):
-                curl.setopt(pycurl.SSL_VERIFYPEER, 0 if self._insecure else 1)
-                curl.setopt(pycurl.SSL_VERIFYHOST, 0 if self._insecure else 2)
-                if self._ca_file:
-                    curl.setopt(pycurl.CAINFO, self._ca_file)
-            curl.setopt(pycurl.WRITEFUNCTION, body.write)
-            # Only the last response's headers count (a proxy may answer 100 Continue first).
-            curl.setopt(pycurl.HEADERFUNCTION, lambda line: headers.clear()
-                        if line.startswith(b"HTTP/") else headers.append(line))
-            curl.perform()
-            status = curl.getinfo(pycurl.RESPONSE_CODE)
-        finally:
-            curl.close()
-        content_type = next((h.split(b":", 1)[1].strip().decode("latin-1") for h in headers
-                             if h.lower().startswith(b"content-type:")), "")
-        if not _JSON_TYPE.match(content_type):
-            raise _SsoReplyError(f"the SSO service at {url} answered HTTP {status} with "
-                                 f"{content_type or 'no content type'}, not JSON")
-        try:
-            reply = json.loads(body.getvalue().decode("utf-8"))
-        except ValueError as e:
-            raise _SsoReplyError(f"the SSO service at {url} sent unreadable JSON: {e}") from None
-        if isinstance(reply, list):
-            reply = reply[0] if reply else {}
-        if not isinstance(reply, dict):
-            raise _SsoReplyError(f"the SSO service at {url} sent {type(reply).__name__}, not an object")
-        return reply
-
-    def _get_access_token(self):
-        try:
-            new = super()._get_access_token()
-        except KeyError as e:
-            raise _SsoReplyError(f"the SSO reply has no {e} and no error") from None
-        _bound.token = new
-        return new
-
-    def close(self, logout=False):
-        """Releases the connection; logout stays False so the shared token survives."""
-        super().close(logout=logout)
+def _set_token(new):
+    _bound.token = new
 
 
 def connect():
-    """A Connection from the bound settings, reusing the bound token; a context manager."""
+    """An ovirtsdk4 Connection from the bound settings, reusing the bound token, bounded by
+    the call's deadline; a context manager."""
     s = _bound.settings
     if s is None or not s.url:
         raise EngineError(NO_URL)
-    return Connection(url=s.url.rstrip("/"), username=s.user, password=s.password,
-                      token=_bound.token, ca_file=s.ca_file or None, insecure=s.insecure,
-                      deadline=_bound.deadline)
+    return sdk_internals.Connection(url=s.url.rstrip("/"), username=s.user, password=s.password,
+                                    token=_bound.token, ca_file=s.ca_file or None, insecure=s.insecure,
+                                    deadline=_bound.deadline, on_token=_set_token)
 
 
 # --- errors -----------------------------------------------------------------------------------
-
-# How the SDK reports a transfer that failed inside its multi loop: it formats curl's list.
-_MULTI_FAILURE = re.compile(r"Failed to read response: \[\(<pycurl\.Curl object at \w+>, (\d+), "
-                            r"['\"](.*)['\"]\)\]$", re.S)
-
-
-def _curl_failure(exc):
-    """(libcurl error code, curl's message) behind an error, or (None, None)."""
-    seen = exc
-    while seen is not None:
-        if isinstance(seen, pycurl.error) and seen.args:
-            return seen.args[0], seen.args[1] if len(seen.args) > 1 else str(seen)
-        seen = seen.__cause__ or seen.__context__
-    m = _MULTI_FAILURE.match(str(exc))
-    return (int(m.group(1)), m.group(2)) if m else (None, None)
-
 
 def _raised_by_sdk(exc):
     frames = traceback.extract_tb(exc.__traceback__)
@@ -247,13 +119,13 @@ def describe_error(exc):
     url = s.url if s and s.url else ""
     where = f"engine at {url}" if url else "engine"
     user = s.user if s else "the configured user"
-    if isinstance(exc, EngineError):
+    if isinstance(exc, (EngineError, sdk_internals.BadReply)):
         return str(exc)
     if not isinstance(exc, (sdk.Error, pycurl.error, TimeoutError, socket.timeout)):
         if isinstance(exc, ValueError) and _raised_by_sdk(exc):
             return f"the {where} sent a reply the SDK cannot read ({exc}); is the url an oVirt API?"
         return None
-    code, curl_message = _curl_failure(exc)
+    code, curl_message = sdk_internals.curl_failure(exc)
     text = f"{curl_message} (curl error {code})" if code is not None else str(exc)
     if isinstance(exc, sdk.AuthError) and "SSO" in text:
         return f"the {where} refused the login for {user}: {text} — check [engine] user and password_file"
@@ -269,7 +141,7 @@ def describe_error(exc):
     if code in _TLS_CURL_CODES:
         return (f"TLS with the {where} failed: {text} — check [engine] ca_file "
                 "(or insecure, for testing only)")
-    if isinstance(exc, _SsoReplyError):
+    if isinstance(exc, sdk_internals.SsoReplyError):
         return f"{text} — check [engine] url (it should end in /ovirt-engine/api)"
     status = getattr(exc, "code", None)
     if isinstance(status, int) and status >= 500:
@@ -314,15 +186,6 @@ def _topology(cpu):
     return cores, cores * (t.threads or 1)
 
 
-def _host(h):
-    """A Host record from the SDK's Host object."""
-    return _host_record(id=h.id, name=h.name, status=h.status,
-                        cluster_id=h.cluster.id if h.cluster is not None else None,
-                        memory=h.memory, max_scheduling_memory=h.max_scheduling_memory,
-                        active_vms=h.summary.active if h.summary is not None else None,
-                        stats=_stats(h), cpu=h.cpu)
-
-
 def _host_record(*, stats, cpu, status, **fields):
     free = stats.get("memory.free")
     if free is None and "memory.used" in stats and "memory.total" in stats:
@@ -354,31 +217,8 @@ def _vm(v):
               os_type=v.os.type if v.os is not None else None, cpu_usage=cpu, vcpus=vcpus)
 
 
-class _HostsWithStatistics(sdk.service.Service):
-    """GET /hosts?follow=statistics through the SDK's own request path (token, 401 renewal,
-    faults, deadlines), with the body read straight into Host records.
-
-    The SDK's readers build an object per statistic: ~0.9 s for 1,000 hosts × 13 statistics,
-    most of a memory balancer's decision time.  Reading the same XML with ElementTree and
-    the SDK's own value parsers gives the same records (tests/test_engine.py compares them)
-    in about a quarter of that.
-    """
-
-    def list(self):
-        return self._internal_get(query={"follow": "statistics"}, wait=True)
-
-    def _internal_read_body(self, response):
-        if not response.body:
-            self._raise_error(response)
-        self._connection.check_xml_content_type(response)
-        # The engine's answer, over the connection the admin configured, not a caller's
-        # input: the C parser (defusedxml's is pure Python, 4× slower), DTDs refused.
-        if b"<!DOCTYPE" in response.body[:4096]:
-            raise EngineError("the engine's host list carries a DTD, which the API never sends")
-        try:
-            return [_host_from_xml(e) for e in ET.fromstring(response.body)]
-        except (ValueError, ET.ParseError) as e:
-            raise EngineError(f"the engine's host list could not be read: {e}") from None
+def _hosts_from_xml(root):
+    return [_host_from_xml(e) for e in root]
 
 
 def _host_from_xml(e):
@@ -422,7 +262,8 @@ def hosts(conn, ids=None):
     One request whatever the count: all hosts with their statistics, filtered here.
     """
     with _engine_errors():
-        found = {h.id: h for h in _HostsWithStatistics(conn, "/hosts").list()}
+        found = {h.id: h for h in sdk_internals.RawList(
+            conn, "/hosts", {"follow": "statistics"}, _hosts_from_xml).list()}
     if ids is None:
         return found
     if isinstance(ids, str):

@@ -46,7 +46,33 @@ INTERNAL_FAULT_CODE = 99  # a bug in the proxy: logged with a traceback, answere
 # --- one policy-unit call ----------------------------------------------------------------
 
 class UnitError(ProxyError):
-    """A unit call failed; the engine gets the message in `plugin_errors[unit]`."""
+    """A unit call failed; the engine gets the message in `plugin_errors[unit]`.
+
+    `details` carries what an administrator or a log may want beyond the message (the
+    exception type a unit raised, where, an exit status); it survives the process
+    boundary through to_wire/from_wire, as the type does.
+    """
+
+    def __init__(self, message="", **details):
+        super().__init__(message)
+        self.details = details
+
+    @property
+    def message(self):
+        return str(self)
+
+    def to_wire(self):
+        """A JSON-ready form that from_wire turns back into the same type, message and details."""
+        return {"kind": type(self).__name__, "message": str(self), "details": self.details}
+
+    @staticmethod
+    def from_wire(data):
+        """The error a to_wire form describes; an unknown kind still becomes a UnitError."""
+        if not isinstance(data, dict):
+            return BadUnitOutput(f"sent a malformed error report: {str(data)[:200]!r}")
+        cls = _UNIT_ERROR_KINDS.get(data.get("kind"), UnitError)
+        details = data.get("details")
+        return cls(str(data.get("message", "")), **(details if isinstance(details, dict) else {}))
 
 
 class UnitNotFound(UnitError):
@@ -77,15 +103,4 @@ class ProxyBusy(UnitError):
     """No worker became free before the call's deadline."""
 
 
-# Names used on the wire between a worker and the server, so an error keeps its type
-# when it crosses the process boundary.
-UNIT_ERROR_KINDS = {
-    cls.__name__: cls
-    for cls in (UnitNotFound, UnitTimeout, UnitCrashed, UnitRaised, BadUnitOutput,
-                EngineUnavailable, ProxyBusy)
-}
-
-
-def unit_error(kind, message):
-    """Rebuild a unit error from its wire form; an unknown kind still becomes a UnitError."""
-    return UNIT_ERROR_KINDS.get(kind, UnitError)(message)
+_UNIT_ERROR_KINDS = {cls.__name__: cls for cls in (UnitError, *UnitError.__subclasses__())}

@@ -2,15 +2,13 @@
 
 Started by `executor.py` as a fresh interpreter (`python -m proxy.forkserver FD`), not
 forked from the server, so its image holds only what workers need: every fork copies less
-(PERFORMANCE_NOTES: ~0.6 ms of CPU a call).  It is the one owner of worker processes:
+(docs/EXECUTION.md §3.1: ~0.6 ms of CPU a call).  It is the one owner of worker processes:
 it forks them, each in its own process group, kills a group on request (TERM, a bounded
 wait, then KILL), and reaps every exit.  It is also a child subreaper, so grandchildren
 that outlive their worker come back here to be reaped instead of lingering.
 
-Control messages (JSON over the SEQPACKET socket, see wire.py):
-  server → here: {"spawn": n} a worker was taken, fork a replacement; {"kill": pid}.
-  here → server: {"catalog": …} once; {"worker": pid} with the worker's socket attached;
-                 {"exited": pid, "how": "exited with code 3"} for each reaped worker.
+The control messages (Spawn, Kill; Catalog, WorkerReady, Exited) are declared in
+messages.py.  Every exit it reaps is reported to the server and logged with its cause.
 """
 
 import ctypes
@@ -23,16 +21,17 @@ import socket
 import sys
 import time
 
-from . import engine, logs, registry, wire, worker
+from . import engine, logs, messages, registry, wire, worker
 
 log = logging.getLogger("proxy.forkserver")
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+WORKER_FAILED = 70  # EX_SOFTWARE: a worker failed outside the unit's code (logged)
 KILL_GRACE = 0.2  # seconds between SIGTERM and SIGKILL for a timed-out unit
 # A replacement fork costs ~2 ms of CPU; on 2 cores, forking while a call runs slows that
 # call.  So while a spare is still idle, wait for a moment with no call running, but no
-# longer than this (PERFORMANCE_NOTES: deferring saved ~1.5 ms a call).
+# longer than this (docs/EXECUTION.md §3.4: deferring saved ~1.5 ms a call).
 REPLACE_DEFER_MAX = 0.05
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -69,66 +68,73 @@ def discover(folder, timeout):
 
     All modules are tried at once, so a hanging module costs one timeout, not one each.
     """
-    children = {}  # pid -> (path, read end)
+    children = {}  # pid -> (path, read end of its report pipe)
     for path in registry.module_files(folder):
         r, w = os.pipe()
         pid = _fork_child()
         if pid == 0:
             os.close(r)
-            try:
-                units, rejections = registry.units_of(registry.load_module(path), path.name)
-                answer = {"units": [u.__dict__ for u in units], "rejections": [x.__dict__ for x in rejections]}
-            except SystemExit as e:
-                answer = {"error": f"called sys.exit({e.code!r}) while being imported"}
-            except BaseException as e:
-                answer = {"error": f"failed to import: {type(e).__name__}: {e}{worker._where(e)}"}
-            with os.fdopen(w, "w") as f:
-                json.dump(answer, f)
-            os._exit(0)
+            _report_and_exit(w, registry.trial_import(path))
         os.close(w)
         children[pid] = (path, r)
-
-    found, deadline = [], time.monotonic() + timeout
-    sel = selectors.DefaultSelector()
-    buffers = {}
-    for pid, (_, r) in children.items():
-        sel.register(r, selectors.EVENT_READ, pid)
-        buffers[pid] = bytearray()
-    open_pids = set(children)
-    while open_pids:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        for key, _ in sel.select(remaining):
-            chunk = os.read(key.fd, 65536)
-            if chunk:
-                buffers[key.data] += chunk
-            else:
-                sel.unregister(key.fd)
-                open_pids.discard(key.data)
-    sel.close()
+    reports, unfinished = _read_reports({pid: r for pid, (_, r) in children.items()}, timeout)
+    found = []
     for pid, (path, r) in children.items():
-        # Always, even after a clean exit: whatever the import left running in the group goes too.
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        _, status = os.waitpid(pid, 0)
+        status = _kill_group_and_reap(pid)
         os.close(r)
-        try:
-            answer = json.loads(buffers[pid]) if buffers[pid] else None
-        except ValueError:
-            answer = None
-        if pid in open_pids:
-            answer = {"error": f"did not finish importing within {timeout:g} s (plugins.timeout); killed"}
-        elif answer is None:
-            answer = {"error": f"{describe_status(status)} while being imported"}
-        if "error" in answer:
-            found.append(((), (registry.Rejection(path.name, "", answer["error"]),)))
-        else:
-            found.append((tuple(registry.Unit(**u) for u in answer["units"]),
-                          tuple(registry.Rejection(**x) for x in answer["rejections"])))
+        found.append(registry.from_report(path, _import_report(
+            path, reports[pid], status, pid in unfinished, timeout)))
     return registry.merge(found)
+
+
+def _report_and_exit(fd, report):
+    with os.fdopen(fd, "w") as f:
+        json.dump(messages.to_wire(report), f)
+    os._exit(0)
+
+
+def _read_reports(pipes, timeout):
+    """({pid: bytes read}, {pids whose pipe was still open at the deadline}) for {pid: fd}."""
+    deadline = time.monotonic() + timeout
+    buffers = {pid: bytearray() for pid in pipes}
+    open_pids = set(pipes)
+    with selectors.DefaultSelector() as sel:
+        for pid, fd in pipes.items():
+            sel.register(fd, selectors.EVENT_READ, pid)
+        while open_pids:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            for key, _ in sel.select(remaining):
+                chunk = os.read(key.fd, 65536)
+                if chunk:
+                    buffers[key.data] += chunk
+                else:
+                    sel.unregister(key.fd)
+                    open_pids.discard(key.data)
+    return buffers, open_pids
+
+
+def _kill_group_and_reap(pid):
+    """Always, even after a clean exit: whatever an import left running in the group goes too."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _, status = os.waitpid(pid, 0)
+    log.debug("trial import child %d %s", pid, describe_status(status))
+    return status
+
+
+def _import_report(path, data, status, unfinished, timeout):
+    if unfinished:
+        return messages.ImportReport(
+            error=f"did not finish importing within {timeout:g} s (plugins.timeout); killed")
+    try:
+        return messages.from_wire(json.loads(data), messages.ImportReport)
+    except ValueError:  # no report (it died) or a broken one (it wrote to the pipe itself)
+        log.warning("trial import of %s %s without a report", path.name, describe_status(status))
+        return messages.ImportReport(error=f"{describe_status(status)} while being imported")
 
 
 def load_units(folder, catalog):
@@ -141,9 +147,10 @@ def load_units(folder, catalog):
                 modules[unit.module] = registry.load_module(os.path.join(folder, unit.module))
             except BaseException as e:  # imported fine in the trial child; flaky at import time
                 modules[unit.module] = None
+                log.error("plugin %s failed to import a second time: %s", unit.module, e)
                 failed.append(registry.Rejection(unit.module, "", f"failed to import: {e}"))
         if modules[unit.module] is not None:
-            classes[unit.key] = getattr(modules[unit.module], unit.cls)
+            classes[unit.key] = getattr(modules[unit.module], unit.name)
     if failed:
         catalog = registry.Catalog(tuple(u for u in catalog.units if modules[u.module] is not None),
                                    catalog.rejections + tuple(failed))
@@ -155,10 +162,10 @@ def load_units(folder, catalog):
 class ForkServer:
     def __init__(self, ctl, boot):
         self.ctl = ctl
-        self.folder = boot["folder"]
-        self.spares = boot["spares"]
-        self.limit = boot["output_limit"]
-        self.settings = engine.EngineSettings(**boot["engine"])
+        self.folder = boot.folder
+        self.spares = boot.spares
+        self.limit = boot.output_limit
+        self.settings = engine.EngineSettings(**boot.engine)
         self.workers = {}  # pid -> kill deadline (None while it is not being killed)
         self.idle = 0  # forked workers the server has not taken yet
         self.pending = 0  # replacement forks asked for
@@ -168,7 +175,7 @@ class ForkServer:
     def run(self, import_timeout):
         catalog = discover(self.folder, import_timeout)
         self.classes, catalog = load_units(self.folder, catalog)
-        wire.send_control(self.ctl, {"catalog": catalog.to_wire()})
+        self._tell(messages.Catalog(catalog.to_wire()))
         self.pending, self.fork_at = self.spares, time.monotonic()
 
         wake_r, wake_w = os.pipe()
@@ -193,20 +200,21 @@ class ForkServer:
 
     def _on_control(self):
         try:
-            msg, fds = wire.recv_control(self.ctl)
+            data, fds = wire.recv_control(self.ctl)
         except OSError:
             return False
         for fd in fds:
             os.close(fd)
-        if msg is None:
+        if data is None:
             return False
-        if "spawn" in msg:
-            self.idle = max(0, self.idle - msg["spawn"])
-            self.pending += msg["spawn"]
+        msg = messages.from_wire(data, messages.Spawn, messages.Kill)
+        if isinstance(msg, messages.Spawn):
+            self.idle = max(0, self.idle - msg.count)
+            self.pending += msg.count
             delay = 0 if self.idle == 0 else REPLACE_DEFER_MAX
             self.fork_at = min(self.fork_at or float("inf"), time.monotonic() + delay)
-        elif "kill" in msg:
-            self._kill(msg["kill"])
+        else:
+            self._kill(msg.pid)
         return True
 
     def _fork_worker(self):
@@ -220,17 +228,17 @@ class ForkServer:
                 ours.close()
                 worker.serve(theirs, self.classes, self.settings, self.limit)
             except BaseException:
-                code = 70
+                # The proxy's own failure, not the unit's (unit errors are answers):
+                # the traceback goes to the log; the exit code tells the fork server.
+                log.exception("worker %d failed outside the unit call", os.getpid())
+                code = WORKER_FAILED
             finally:
                 os._exit(code)
         theirs.close()
         self.workers[pid] = None
         self.idle += 1
-        try:
-            wire.send_control(self.ctl, {"worker": pid}, [ours.fileno()])
-        except OSError:
-            pass  # the server is gone: closing our end below makes the worker exit
-        ours.close()
+        self._tell(messages.WorkerReady(pid), [ours.fileno()])
+        ours.close()  # if the server is gone, this makes the worker exit
 
     def _kill(self, pid):
         if pid in self.workers and self.workers[pid] is None:
@@ -282,28 +290,39 @@ class ForkServer:
                 # kill whatever it left running in its group before letting the pid go.
                 self._signal_group(pid, signal.SIGKILL)
             _, status = os.waitpid(pid, 0)
-            # A worker that answered exits with 0; only other endings are worth a message,
-            # which the server uses to say how a unit died.
-            if self.workers.pop(pid, "not ours") != "not ours" and status != 0:
-                self._tell({"exited": pid, "how": describe_status(status)})
+            self._reaped(pid, status)
 
-    def _tell(self, msg):
+    def _reaped(self, pid, status):
+        """Log every exit with its cause; report workers' exits, so the server can say how
+        a unit that never answered ended."""
+        how = describe_status(status)
+        if self.workers.pop(pid, "not ours") == "not ours":
+            log.info("process %d (left behind by a unit, reparented here) %s", pid, how)
+            return
+        log.log(logging.DEBUG if status == 0 else logging.WARNING, "worker %d %s", pid, how)
+        self._tell(messages.Exited(pid, how, _exit_code(status)))
+
+    def _tell(self, msg, fds=()):
         try:
-            wire.send_control(self.ctl, msg)
+            wire.send_control(self.ctl, messages.to_wire(msg), fds)
         except OSError:
             pass  # the server is gone; we are shutting down anyway
 
 
+def _exit_code(status):
+    return os.waitstatus_to_exitcode(status)  # -N for a signal, as subprocess does
+
+
 def main():
     ctl = socket.socket(fileno=int(sys.argv[1]))
-    boot = json.loads(sys.stdin.read())
-    logs.configure(boot["log_level"], boot["log_file"])
+    boot = messages.from_wire(json.loads(sys.stdin.read()), messages.Boot)
+    logs.configure(boot.log_level, boot.log_file)
     _libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
     # No PDEATHSIG here: it fires when the *thread* that started us ends, and the server
     # starts fork servers from short-lived threads.  The control socket's EOF stops us instead.
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole terminal group; the server decides
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    ForkServer(ctl, boot).run(boot["import_timeout"])
+    ForkServer(ctl, boot).run(boot.import_timeout)
 
 
 if __name__ == "__main__":

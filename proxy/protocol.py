@@ -1,6 +1,6 @@
 """The engine protocol: the four methods the oVirt engine calls, and what it may be answered.
 
-Every answer here is shaped so the engine's parser cannot throw (ENGINE_CONTRACT §2):
+Every answer here is shaped so the engine's parser cannot throw (docs/ENGINE_PROTOCOL.md §2):
 the envelope always carries an int `result_code`, a `result`, a struct `plugin_errors`
 of string arrays and an `errors` string array; scores are 32-bit ints; a balance answer
 always has two elements; nothing is ever None; no host id the engine did not send is
@@ -26,10 +26,17 @@ FAILED = object()
 
 @dataclasses.dataclass
 class Record:
-    """What one request did, for its log line."""
+    """What one request did: the units it named and what failed (the answer's envelope and
+    the request's log line are made of these), and the workers to release once the server
+    has sent the answer."""
     units: list = dataclasses.field(default_factory=list)
     failed: dict = dataclasses.field(default_factory=dict)
     errors: list = dataclasses.field(default_factory=list)
+    finished: list = dataclasses.field(default_factory=list)  # executor.Finished, one per run
+
+    def release(self):
+        for f in self.finished:
+            f.release()
 
 
 def envelope(result, record):
@@ -156,7 +163,7 @@ def combine_scores(hosts, outcomes, record):
     """[[host, Σ weight × score]] over the units that worked, one entry per host, 32-bit.
 
     The engine gets summed 2-element pairs, so it applies no factor of its own
-    (ENGINE_CONTRACT §2.4): the weights are applied here.  outcomes: [(name, weight, value)].
+    (docs/ENGINE_PROTOCOL.md §2.4): the weights are applied here.  outcomes: [(name, weight, value)].
     """
     totals = dict.fromkeys(hosts, 0)
     for name, weight, value in outcomes:
@@ -172,15 +179,10 @@ class EngineProtocol:
         self.executor = executor
         self.timeout = timeout
 
-    def answer_sent(self):
-        """The server calls this once an answer is on the wire: the call's workers may exit."""
-        self.executor.release_finished()
-
     def _run(self, utype, names_and_args, record):
         """Run the named units of one type; one value per input, FAILED where the unit failed."""
-        self.executor.reload_if_changed()
+        catalog = self.executor.catalog()
         deadline = time.monotonic() + self.timeout
-        catalog = self.executor.catalog
         values, calls, slots = [FAILED] * len(names_and_args), [], []
         for i, (name, args) in enumerate(names_and_args):
             record.units.append(name)
@@ -192,7 +194,11 @@ class EngineProtocol:
                 continue
             calls.append(Call(unit, args))
             slots.append(i)
-        for i, value in zip(slots, self.executor.run(calls, deadline, linger=True) if calls else []):
+        results = []
+        if calls:
+            results, finished = self.executor.run(calls, deadline)
+            record.finished.append(finished)
+        for i, value in zip(slots, results):
             if isinstance(value, UnitError):
                 name = names_and_args[i][0]
                 record.failed.setdefault(name, []).append(f"{type(value).__name__}: {value}")
@@ -202,11 +208,11 @@ class EngineProtocol:
 
     def discover(self, record):
         """Return the policy units: {"filters"|"scores"|"balance": {name: [description, parameters]}}."""
-        self.executor.reload_if_changed()
+        catalog = self.executor.catalog()
         answer = {"filters": {}, "scores": {}, "balance": {}}
-        for unit in self.executor.catalog.units:
+        for unit in catalog.units:
             answer[UNIT_TYPES[unit.type][1]][unit.name] = [unit.description, unit.properties]
-        record.units = [u.name for u in self.executor.catalog.units]
+        record.units = [u.name for u in catalog.units]
         return answer
 
     def runFilters(self, record, names, hosts, vm, properties):

@@ -14,16 +14,19 @@ import inspect
 import os
 import re
 import sys
+import traceback
 from pathlib import Path
 
-# The engine's method → the unit type, the discover() key, and the call's parameters.
+from . import messages
+
+# A unit's type → the method its class defines, and the key its type has in discover().
 UNIT_TYPES = {
     "filter": ("do_filter", "filters"),
     "score": ("do_score", "scores"),
     "balance": ("do_balance", "balance"),
 }
 
-# ENGINE_CONTRACT §5: what the engine's CustomPropertiesUtils accepts (Java String.matches,
+# docs/ENGINE_PROTOCOL.md §5: what the engine's CustomPropertiesUtils accepts (Java String.matches,
 # so the whole string).  A unit whose map fails this is skipped by the engine anyway.
 _PROPERTIES_SYNTAX = re.compile(r"(?:[a-z_A-Z0-9]+=[^;]*(?:;[a-z_A-Z0-9]+=[^;]*)*;?)?", re.S)
 
@@ -35,13 +38,16 @@ class Unit:
     type: str  # filter, score or balance
     name: str  # the class name: what the engine knows the unit by
     module: str  # file name in the plugin folder
-    cls: str
     description: str
     properties: str  # the engine-syntax parameter map (properties_validation)
 
     @property
     def key(self):
-        return f"{self.module}:{self.cls}"
+        return f"{self.module}:{self.name}"
+
+    @property
+    def method(self):
+        return UNIT_TYPES[self.type][0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,8 +116,38 @@ def units_of(module, file_name):
                 rejections.append(Rejection(file_name, cls_name, problem))
                 continue
             doc = inspect.getdoc(getattr(cls, method)) or ""
-            units.append(Unit(utype, cls_name, file_name, cls_name, " ".join(doc.split()), props))
+            units.append(Unit(utype, cls_name, file_name, " ".join(doc.split()), props))
     return units, rejections
+
+
+def trial_import(path):
+    """What the module at `path` holds, as a messages.ImportReport; run in a throw-away child."""
+    try:
+        units, rejections = units_of(load_module(path), path.name)
+    except SystemExit as e:
+        return messages.ImportReport(error=f"called sys.exit({e.code!r}) while being imported")
+    except BaseException as e:
+        at = where(e)
+        return messages.ImportReport(error=f"failed to import: {type(e).__name__}: {e}"
+                                           + (f" (at {at})" if at else ""))
+    return messages.ImportReport(units=[dataclasses.asdict(u) for u in units],
+                                 rejections=[dataclasses.asdict(r) for r in rejections])
+
+
+def from_report(path, report):
+    """(units, rejections) of one module from its ImportReport."""
+    if report.error is not None:
+        return (), (Rejection(path.name, "", report.error),)
+    return (tuple(Unit(**u) for u in report.units), tuple(Rejection(**r) for r in report.rejections))
+
+
+def where(exc):
+    """'file:line' (or "") of the innermost frame in plugin code, so the admin knows where to look."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "/proxy/" not in f.filename]
+    if not frames:
+        return ""
+    f = frames[-1]
+    return f"{os.path.basename(f.filename)}:{f.lineno}"
 
 
 def merge(found):

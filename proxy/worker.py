@@ -12,11 +12,9 @@ import io
 import os
 import sys
 import time
-import traceback
 
-from . import engine, wire
-from .errors import BadUnitOutput, EngineUnavailable, UnitNotFound, UnitRaised
-
+from . import engine, messages, registry, wire
+from .errors import BadUnitOutput, EngineUnavailable, UnitError, UnitNotFound, UnitRaised
 
 
 class StdoutCapture:
@@ -85,54 +83,52 @@ def _clip(text, n=200):
     return text if len(text) <= n else text[:n] + "…"
 
 
-def _where(exc):
-    """file:line of the innermost frame in plugin code, so the admin knows where to look."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "/proxy/" not in f.filename]
-    if not frames:
-        return ""
-    f = frames[-1]
-    return f" (at {os.path.basename(f.filename)}:{f.lineno})"
-
-
 def run_call(units, request, settings, limit, capture=None):
-    """Run one unit call; return the encoded answer (never raises).
+    """Run one unit call (a messages.Request); return the encoded messages.Answer (never raises).
 
     capture: a StdoutCapture started ahead (serve() prepares one before the request
     arrives); None to start one here.
     """
     try:
-        cls = units.get(request["unit"])
-        if cls is None:
-            raise UnitNotFound(f"unit {request['unit']} is not loaded in this worker")
-        engine.bind(settings, token=request.get("token"),
-                    deadline=time.monotonic() + request["timeout"])
-        capture = capture or StdoutCapture(limit)
-        try:
-            value = getattr(cls(), request["method"])(*request["args"])
-        except SystemExit as e:
-            raise UnitRaised(f"called sys.exit({e.code!r}) during the call") from None
-        except BaseException as e:
-            if capture.overflowed():  # its failed print is the symptom, not the cause
-                raise capture.too_much() from None
-            message = engine.describe_error(e)
-            if message:
-                raise EngineUnavailable(message) from None
-            raise UnitRaised(f"{type(e).__name__}: {_clip(str(e), 500)}{_where(e)}") from None
-        if value is None:
-            value = literal_from_stdout(capture.text())
-        answer = {"ok": True, "result": value, "token": engine.token()}
-        encoded = wire.encode(answer)
-    except (UnitNotFound, UnitRaised, BadUnitOutput, EngineUnavailable) as e:
-        return wire.encode({"ok": False, "kind": type(e).__name__, "message": str(e),
-                            "token": engine.token()})
+        value = _call_unit(units, request, settings, limit, capture)
+        encoded = wire.encode(messages.to_wire(messages.Answer(result=value, token=engine.token())))
+    except UnitError as e:
+        return _failure(e)
     except (TypeError, ValueError) as e:  # the result cannot be encoded (odd types, NaN keys…)
-        return wire.encode({"ok": False, "kind": "BadUnitOutput",
-                            "message": f"returned a value the engine cannot receive: {e}"})
+        return _failure(BadUnitOutput(f"returned a value the engine cannot receive: {e}"))
     if len(encoded) > limit:
-        return wire.encode({"ok": False, "kind": "BadUnitOutput",
-                            "message": f"answer of {len(encoded)} bytes exceeds the output limit of "
-                                       f"{limit} (plugins.output_limit)"})
+        return _failure(BadUnitOutput(f"answer of {len(encoded)} bytes exceeds the output limit of "
+                                      f"{limit} (plugins.output_limit)"))
     return encoded
+
+
+def _failure(error):
+    return wire.encode(messages.to_wire(messages.Answer.failed(error, engine.token())))
+
+
+def _call_unit(units, request, settings, limit, capture):
+    """The unit's return value (or its printed literal); every failure as a UnitError."""
+    cls = units.get(request.unit)
+    if cls is None:
+        raise UnitNotFound(f"unit {request.unit} is not loaded in this worker")
+    engine.bind(settings, token=request.token, deadline=time.monotonic() + request.timeout)
+    capture = capture or StdoutCapture(limit)
+    try:
+        value = getattr(cls(), request.method)(*request.args)
+    except SystemExit as e:
+        raise UnitRaised(f"called sys.exit({e.code!r}) during the call", exit_code=str(e.code)) from None
+    except BaseException as e:
+        if capture.overflowed():  # its failed print is the symptom, not the cause
+            raise capture.too_much() from None
+        message = engine.describe_error(e)
+        if message:
+            raise EngineUnavailable(message, exception=type(e).__name__) from None
+        at = registry.where(e)
+        raise UnitRaised(f"{type(e).__name__}: {_clip(str(e), 500)}" + (f" (at {at})" if at else ""),
+                         exception=type(e).__name__, where=at) from None
+    if value is None:
+        value = literal_from_stdout(capture.text())
+    return value
 
 
 def serve(sock, units, settings, limit):
@@ -142,12 +138,13 @@ def serve(sock, units, settings, limit):
     first use of the JSON encoder) is set up while the worker waits as a spare:
     in a fresh fork, first use is what costs (copy-on-write faults, ~0.8 ms measured).
     Staying until the server closes its end keeps the exit's page unmapping out of the
-    caller's critical path (PERFORMANCE_NOTES: p90 3.9 ms instead of 6.3 ms).
+    caller's critical path (docs/EXECUTION.md §4.4).
     """
     capture = StdoutCapture(limit)
-    wire.decode(wire.encode({"ok": True, "result": ["warm-up"], "token": None}))
-    request = wire.recv_frame(sock, 1 << 30)
-    if request is None:  # the server dropped this spare worker
+    wire.decode(wire.encode(messages.to_wire(messages.Answer(result=["warm-up"]))))
+    data = wire.recv_frame(sock, 1 << 30)
+    if data is None:  # the server dropped this spare worker
         return
+    request = messages.from_wire(data, messages.Request)
     wire.send_frame(sock, run_call(units, request, settings, limit, capture))
     sock.recv(1)

@@ -1,4 +1,5 @@
 """Configuration: one table, TOML file, flags, and errors that name the key."""
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -82,3 +83,21 @@ def test_cli_exits_2_on_a_bad_config(tmp_path):
                        capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 2
     assert "plugins.concurrency" in r.stderr and "at least 1" in r.stderr
+
+
+def test_the_readme_settings_table_is_the_one_the_settings_table_renders():
+    readme = (ROOT / "README.md").read_text()
+    assert config.render_settings_table() in readme, \
+        "README.md's settings table is stale: paste config.render_settings_table() into it"
+
+
+def test_a_loaded_config_cannot_be_changed_in_place():
+    cfg = config.load()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.plugins.timeout = 1.0
+    with pytest.raises(AttributeError, match="read-only"):
+        cfg.plugins = None
+    changed = cfg.replace({"plugins.timeout": 2})
+    assert (changed.plugins.timeout, cfg.plugins.timeout) == (2.0, 30.0)
+    with pytest.raises(ConfigError, match="plugins.concurrency"):
+        cfg.replace({"plugins.concurrency": 0})

@@ -3,7 +3,7 @@ import re
 import time
 
 from proxy import config, executor
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 README = (ROOT / "README.md").read_text()
 
@@ -18,8 +18,8 @@ def test_the_two_setup_commands_are_the_ones_ci_and_make_use():
 def test_the_example_unit_works_as_written(tmp_path, sim_engine):
     [example] = re.findall(r"```python\n(.*?)```", README, re.S)
     (tmp_path / "quiet.py").write_text(example)
-    cfg = config.load(None, {"plugins.folder": str(tmp_path)})
-    cfg.engine.url, cfg.engine.user = sim_engine.url, sim_engine.user
+    cfg = config.load(None, {"plugins.folder": str(tmp_path)}).replace(
+        {"engine.url": sim_engine.url, "engine.user": sim_engine.user})
     ex = executor.Executor(cfg, password=sim_engine.password)
     catalog = ex.start()
     try:
@@ -28,7 +28,7 @@ def test_the_example_unit_works_as_written(tmp_path, sim_engine):
         assert (unit.type, unit.name, unit.properties) == ("score", "prefer_quiet_hosts", "quiet_max_cpu=[0-9]+")
         hosts = [h["id"] for h in sim_engine.snapshot()["hosts"]]
         loads = {h["id"]: h["cpu_load"] for h in sim_engine.snapshot()["hosts"]}
-        [scores] = ex.run([executor.Call(unit, [hosts, "", {"quiet_max_cpu": "30"}])], time.monotonic() + 10)
+        [scores], _ = ex.run([executor.Call(unit, [hosts, "", {"quiet_max_cpu": "30"}])], time.monotonic() + 10)
         assert dict(scores) == {h: 0 if loads[h] < 30 else 10 for h in hosts}
     finally:
         ex.stop()

@@ -64,9 +64,9 @@ class plain:
 
 
 def test_duplicates_are_reported_not_swapped():
-    a = registry.Unit("filter", "dup", "a.py", "dup", "first", "")
-    b = registry.Unit("filter", "dup", "b.py", "dup", "second", "")
-    c = registry.Unit("score", "dup", "b.py", "dup", "other type", "")
+    a = registry.Unit("filter", "dup", "a.py", "first", "")
+    b = registry.Unit("filter", "dup", "b.py", "second", "")
+    c = registry.Unit("score", "dup", "b.py", "other type", "")
     catalog = registry.merge([((a,), ()), ((b, c), ())])
     assert catalog.find("filter", "dup").module == "a.py"
     assert catalog.find("score", "dup").module == "b.py"

@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 from proxy import config, executor, protocol, server
 from proxy.errors import MalformedRequest
-from tests.conftest import PLUGINS
+from tests.support import PLUGINS
 
 ENGINE_BALANCE_CALL = b"""<?xml version="1.0" encoding="UTF-8"?>
 <methodCall xmlns:ex="http://ws.apache.org/xmlrpc/namespaces/extensions"><methodName>runLoadBalancing</methodName>

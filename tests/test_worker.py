@@ -8,7 +8,7 @@ import sys
 import pytest
 from hypothesis import given, strategies as st
 
-from proxy import engine, wire, worker
+from proxy import engine, messages, wire, worker
 from proxy.errors import BadUnitOutput
 
 
@@ -91,21 +91,26 @@ class Units:
 
 
 def request(unit):
-    return {"unit": unit, "method": "do_filter", "args": [["h1", "h2"], "vm", {}], "timeout": 5, "token": "T"}
+    return messages.Request(unit=unit, method="do_filter", args=[["h1", "h2"], "vm", {}], timeout=5, token="T")
 
 
-@pytest.mark.parametrize("unit, expected", [
-    ("ok", {"ok": True, "result": ["h1"], "token": "T"}),
-    ("raises", {"ok": False, "kind": "UnitRaised", "token": "T"}),
-    ("engine_down", {"ok": False, "kind": "EngineUnavailable", "token": "T"}),
-    ("nope", {"ok": False, "kind": "UnitNotFound"}),
+@pytest.mark.parametrize("unit, result, kind", [
+    ("ok", ["h1"], None), ("raises", None, "UnitRaised"),
+    ("engine_down", None, "EngineUnavailable"), ("nope", None, "UnitNotFound"),
 ])
-def test_run_call_types_every_outcome(unit, expected):
+def test_run_call_types_every_outcome(unit, result, kind):
     units = {"ok": Units.ok, "raises": Units.raises, "engine_down": Units.engine_down}
     answer = in_child(lambda: wire.decode(worker.run_call(units, request(unit), engine.EngineSettings(), 1 << 20)))
-    value = answer["value"]
-    assert {k: value[k] for k in expected} == expected
+    answer = messages.from_wire(answer["value"], messages.Answer)
+    outcome = answer.outcome()
+    if unit != "nope":  # found units bind the request's token, and hand it back
+        assert answer.token == "T"
+    if kind is None:
+        assert outcome == result
+        return
+    assert type(outcome).__name__ == kind
     if unit == "raises":
-        assert value["message"].startswith("KeyError: 'missing' (at test_worker.py:")
+        assert str(outcome).startswith("KeyError: 'missing' (at test_worker.py:")
+        assert outcome.details == {"exception": "KeyError", "where": str(outcome).rsplit("(at ", 1)[1][:-1]}
     if unit == "engine_down":
-        assert "no engine URL configured" in value["message"]
+        assert "no engine URL configured" in str(outcome)

@@ -1,0 +1,289 @@
+"""One generation: a fork server with the plugin code of one moment, and the calls it runs.
+
+When the plugin files change (or on SIGHUP) the executor starts a new generation for new
+calls; the old one finishes the calls it has, then its fork server is stopped: closed
+control socket, a bounded wait, SIGTERM, a bounded wait, SIGKILL, and reaped, with its
+exit logged.  Workers themselves are owned by the fork server (forkserver.py); this side
+takes the spares it hands over, sends each its request, reads the answers, and asks the
+fork server to kill a worker whose call overran.
+"""
+
+import collections
+import dataclasses
+import json
+import logging
+import os
+import selectors
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from . import messages, registry, wire
+from .errors import BadUnitOutput, ProxyBusy, ProxyError, UnitCrashed, UnitError, UnitTimeout
+
+log = logging.getLogger("proxy.generation")
+
+STOP_WAIT = 2.0  # seconds a fork server gets after its control socket closes, then after SIGTERM
+START_EXTRA = 60.0  # start-up allowance on top of the import timeout (the SDK import, a busy machine)
+EXITS_KEPT = 1000  # exit reports remembered, for calls whose worker died without answering
+_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+
+
+@dataclasses.dataclass
+class Worker:
+    pid: int
+    sock: socket.socket
+
+
+@dataclasses.dataclass
+class Reply:
+    """A worker's answer: the unit's value or UnitError, and the SSO token it ended with."""
+    value: object
+    token: str | None = None
+
+
+class Generation:
+    """One fork server and the spare workers it has handed over."""
+
+    def __init__(self, config, password):
+        self.config = config
+        self.folder = config.plugin_folder
+        self.fingerprint = registry.fingerprint(self.folder)
+        self.cond = threading.Condition()
+        self.pool = collections.deque()
+        self.exits = collections.OrderedDict()  # pid -> messages.Exited
+        self.catalog = None
+        self.alive = True
+        self.retired = False
+        self.stopping = False
+        self.busy = 0
+        self.send_lock = threading.Lock()
+        self.proc, self.ctl = self._start_fork_server(password)
+        threading.Thread(target=self._read_control, name=f"forkserver-{self.proc.pid}", daemon=True).start()
+        with self.cond:
+            self.cond.wait_for(lambda: self.catalog or not self.alive,
+                               config.plugins.timeout + START_EXTRA)
+            started = self.catalog is not None
+        if not started:
+            self.stop()
+            raise ProxyError(f"the fork server (pid {self.proc.pid}) did not start: it "
+                             f"{self._fork_server_ending()}; the proxy log has its errors")
+
+    def _start_fork_server(self, password):
+        cfg = self.config
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        boot = messages.Boot(
+            folder=str(self.folder), spares=cfg.plugins.spare_workers,
+            output_limit=cfg.plugins.output_limit, import_timeout=cfg.plugins.timeout,
+            log_level=cfg.log.level, log_file=cfg.log.file,
+            engine={"url": cfg.engine.url, "user": cfg.engine.user, "password": password,
+                    "ca_file": cfg.engine.ca_file, "insecure": cfg.engine.insecure})
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            p for p in (_PACKAGE_PARENT, os.environ.get("PYTHONPATH")) if p))
+        # The password travels on stdin, never on a command line that `ps` shows.
+        proc = subprocess.Popen([sys.executable, "-m", "proxy.forkserver", str(theirs.fileno())],
+                                stdin=subprocess.PIPE, pass_fds=[theirs.fileno()], env=env,
+                                start_new_session=True)
+        theirs.close()
+        proc.stdin.write(json.dumps(messages.to_wire(boot)).encode())
+        proc.stdin.close()
+        return proc, ours
+
+    # -- control channel ----------------------------------------------------------------
+
+    def _read_control(self):
+        while True:
+            try:
+                data, fds = wire.recv_control(self.ctl)
+            except OSError:
+                data, fds = None, []
+            if data is None:
+                break
+            try:
+                msg = messages.from_wire(data, messages.Catalog, messages.WorkerReady, messages.Exited)
+            except messages.MessageError as e:
+                log.error("fork server %d sent a bad control message: %s", self.proc.pid, e)
+                continue
+            with self.cond:
+                self._on_message(msg, fds)
+                self.cond.notify_all()
+        with self.cond:
+            self.alive = False
+            self.cond.notify_all()
+        self._log_fork_server_exit()
+
+    def _on_message(self, msg, fds):
+        if isinstance(msg, messages.WorkerReady) and fds:
+            w = Worker(msg.pid, socket.socket(fileno=fds[0]))
+            if self.retired:
+                w.sock.close()
+            else:
+                self.pool.append(w)
+        elif isinstance(msg, messages.Exited):
+            self.exits[msg.pid] = msg
+            while len(self.exits) > EXITS_KEPT:
+                self.exits.popitem(last=False)
+        elif isinstance(msg, messages.Catalog):
+            self.catalog = registry.Catalog.from_wire(msg.catalog)
+
+    def _log_fork_server_exit(self):
+        try:
+            self.proc.wait(STOP_WAIT)
+        except subprocess.TimeoutExpired:
+            return  # stop() ends it, and logs how
+        level = logging.INFO if self.stopping else logging.ERROR
+        log.log(level, "fork server %d %s", self.proc.pid, self._fork_server_ending())
+
+    def _fork_server_ending(self):
+        code = self.proc.poll()
+        if code is None:
+            return "is still running"
+        return f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+
+    def _send(self, msg):
+        with self.send_lock:
+            try:
+                wire.send_control(self.ctl, messages.to_wire(msg))
+            except OSError:
+                pass  # the reader notices the fork server is gone
+
+    def take_worker(self, deadline):
+        self._send(messages.Spawn(1))  # a replacement, forked at the fork server's next quiet moment
+        with self.cond:
+            while not self.pool:
+                if not self.alive:
+                    raise UnitCrashed(f"the fork server (pid {self.proc.pid}) has exited; "
+                                      "restart the proxy if this persists")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ProxyBusy("no worker process became ready before the call's deadline")
+                self.cond.wait(remaining)
+            return self.pool.popleft()
+
+    def how_it_ended(self, pid, deadline):
+        """How worker pid ended, as the fork server reports it (every exit is reported)."""
+        with self.cond:
+            self.cond.wait_for(lambda: pid in self.exits or not self.alive,
+                               max(0.0, deadline - time.monotonic()))
+            ended = self.exits.pop(pid, None)
+        return ended.how if ended else "ended (its exit was not reported before the call's deadline)"
+
+    # -- calls --------------------------------------------------------------------------
+
+    def run_batch(self, calls, deadline, token):
+        """Run every call on its own worker, concurrently; returns ([Reply], answered sockets).
+
+        The answered workers stay alive until the caller closes their sockets: a worker
+        exits when its socket closes, and that exit is best kept out of the answer's path.
+        """
+        replies = [None] * len(calls)
+        inflight, finished = {}, []
+        for i, call in enumerate(calls):
+            started = self._start(call, deadline, token)
+            if isinstance(started, Worker):
+                inflight[started.sock] = (i, started, wire.FrameReader(self.config.plugins.output_limit + 4096))
+            else:
+                replies[i] = Reply(started)
+        for sock, (i, w, msg) in self._collect(inflight, deadline):
+            finished.append(sock)
+            replies[i] = self._reply(w, msg, deadline)
+        for sock, (i, w, _) in inflight.items():
+            self._send(messages.Kill(w.pid))
+            sock.close()
+            replies[i] = Reply(UnitTimeout(f"did not answer within {self.config.plugins.timeout:g} s "
+                                           "(plugins.timeout); its process group was killed"))
+        return replies, finished
+
+    def _start(self, call, deadline, token):
+        """A worker running the call, or the UnitError that kept it from starting."""
+        try:
+            w = self.take_worker(deadline)
+        except UnitError as e:
+            return e
+        request = messages.Request(unit=call.unit.key, method=call.unit.method, args=call.args,
+                                   timeout=max(0.0, deadline - time.monotonic()), token=token)
+        try:
+            w.sock.settimeout(max(0.001, deadline - time.monotonic()))
+            wire.send_frame(w.sock, messages.to_wire(request))
+            w.sock.setblocking(False)
+        except OSError:
+            w.sock.close()
+            return UnitCrashed(f"its worker {self.how_it_ended(w.pid, deadline)} before the call started")
+        return w
+
+    def _collect(self, inflight, deadline):
+        """Yield (socket, (index, worker, message or None at EOF)) as answers complete;
+        what is left in `inflight` at the deadline has not answered."""
+        with selectors.DefaultSelector() as sel:
+            for sock in inflight:
+                sel.register(sock, selectors.EVENT_READ)
+            while inflight:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                for key, _ in sel.select(remaining):
+                    i, w, reader = inflight[key.fileobj]
+                    try:
+                        data = w.sock.recv(1 << 20)
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        data = b""
+                    try:
+                        msg = reader.feed(data) if data else None
+                    except wire.FrameTooLarge as e:
+                        msg = messages.to_wire(messages.Answer.failed(BadUnitOutput(str(e))))
+                    if data and msg is None:
+                        continue  # the answer is not complete yet
+                    sel.unregister(w.sock)
+                    del inflight[w.sock]
+                    yield w.sock, (i, w, msg)
+
+    def _reply(self, w, msg, deadline):
+        if msg is None:
+            return Reply(UnitCrashed(f"its process {self.how_it_ended(w.pid, deadline)} without answering"))
+        try:
+            answer = messages.from_wire(msg, messages.Answer)
+        except messages.MessageError as e:
+            return Reply(BadUnitOutput(f"its worker sent a malformed answer: {e}"))
+        return Reply(answer.outcome(), answer.token)
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    def retire(self):
+        """Take no new calls; stop the fork server once the calls it runs are done."""
+        with self.cond:
+            self.retired = True
+            idle, self.pool = list(self.pool), collections.deque()
+            done = self.busy == 0
+        for w in idle:
+            w.sock.close()  # a spare worker exits when its socket closes
+        if done:
+            self.stop()
+
+    def stop(self):
+        """Close, wait, TERM, wait, KILL, and always reap."""
+        with self.cond:
+            self.retired = self.stopping = True
+            for w in self.pool:
+                w.sock.close()
+            self.pool.clear()
+        try:
+            self.ctl.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.ctl.close()
+        for step in (None, "terminate", "kill"):
+            if step:
+                log.warning("fork server %d did not stop in %.0f s; sending %s", self.proc.pid,
+                            STOP_WAIT, step.upper())
+                getattr(self.proc, step)()
+            try:
+                self.proc.wait(STOP_WAIT)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+        self.proc.wait()

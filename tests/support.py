@@ -1,0 +1,85 @@
+"""Helpers shared by several test files: a real proxy process, process inspection through
+/proc, and waiting for a condition with a deadline (never a fixed sleep)."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGINS = ROOT / "tests" / "plugins"
+
+
+def wait_until(predicate, timeout=10.0, what="the condition", interval=0.02):
+    """Poll predicate() until it returns something true; return that, or fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+class ProxyProcess:
+    """`python -m proxy serve` as a subprocess on a free loopback port, logging to a file."""
+
+    def __init__(self, tmp_path, plugins, *args, env=None):
+        self.log_file = tmp_path / f"proxy-{time.monotonic_ns()}.log"
+        cmd = [sys.executable, "-m", "proxy", "serve", "--host", "127.0.0.1", "--port", "0",
+               "--plugins", str(plugins), "--log-file", str(self.log_file), *args]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})},
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            m = wait_until(lambda: self.proc.poll() is not None or re.search(
+                r"listening on http://127\.0\.0\.1:(\d+)/", self.log()), 60, "the proxy to listen")
+        except AssertionError:
+            m = None
+        if not isinstance(m, re.Match):
+            self.stop()
+            raise AssertionError(f"proxy did not start: {self.proc.stderr.read()}\n{self.log()}")
+        self.url = f"http://127.0.0.1:{m.group(1)}/"
+
+    def log(self):
+        return self.log_file.read_text() if self.log_file.exists() else ""
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("proxy did not stop on " + signal.Signals(sig).name)
+        return self.proc.returncode
+
+
+def descendants(pid):
+    """Every live process below pid, found through /proc (children of children too)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
