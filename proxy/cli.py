@@ -57,8 +57,8 @@ def build_parser():
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["simulate"]:  # its own flags, parsed by the simulator
-        from . import simengine
-        return simengine.main(argv[1:])
+        from .sim import cli as sim_cli
+        return sim_cli.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "config":
@@ -111,9 +111,10 @@ def serve(cfg, simulate=None):
         raise ConfigError(f"plugins.folder: {cfg.plugin_folder} is not a folder")
     sim, password = None, None
     if simulate:
-        from . import simengine
+        from .sim import SimulatedEngine
+        from .snapshot import load_snapshot
         try:
-            sim = simengine.SimulatedEngine(simengine.load_snapshot(simulate)).start()
+            sim = SimulatedEngine(load_snapshot(simulate)).start()
         except (OSError, ValueError) as e:
             raise ConfigError(f"--simulate {simulate}: {e}") from None
         cfg.engine.url, cfg.engine.user, password = sim.url, sim.user, sim.password
