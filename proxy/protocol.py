@@ -1,6 +1,6 @@
 """The engine protocol: the four methods the oVirt engine calls, and what it may be answered.
 
-Every answer here is shaped so the engine's parser cannot throw (ENGINE_CONTRACT §2):
+Every answer here is shaped so the engine's parser cannot throw (docs/ENGINE_PROTOCOL.md §2):
 the envelope always carries an int `result_code`, a `result`, a struct `plugin_errors`
 of string arrays and an `errors` string array; scores are 32-bit ints; a balance answer
 always has two elements; nothing is ever None; no host id the engine did not send is
@@ -156,7 +156,7 @@ def combine_scores(hosts, outcomes, record):
     """[[host, Σ weight × score]] over the units that worked, one entry per host, 32-bit.
 
     The engine gets summed 2-element pairs, so it applies no factor of its own
-    (ENGINE_CONTRACT §2.4): the weights are applied here.  outcomes: [(name, weight, value)].
+    (docs/ENGINE_PROTOCOL.md §2.4): the weights are applied here.  outcomes: [(name, weight, value)].
     """
     totals = dict.fromkeys(hosts, 0)
     for name, weight, value in outcomes:

@@ -23,7 +23,7 @@ UNIT_TYPES = {
     "balance": ("do_balance", "balance"),
 }
 
-# ENGINE_CONTRACT §5: what the engine's CustomPropertiesUtils accepts (Java String.matches,
+# docs/ENGINE_PROTOCOL.md §5: what the engine's CustomPropertiesUtils accepts (Java String.matches,
 # so the whole string).  A unit whose map fails this is skipped by the engine anyway.
 _PROPERTIES_SYNTAX = re.compile(r"(?:[a-z_A-Z0-9]+=[^;]*(?:;[a-z_A-Z0-9]+=[^;]*)*;?)?", re.S)
 

@@ -30,7 +30,7 @@ def vm(vid, host_id, mem_mb=1024, *, status="up", os_type="rhel_8x64", cpu=None,
 
 # --- the plugin contract --------------------------------------------------------------
 
-# ENGINE_CONTRACT §5, written out again here rather than taken from the registry.
+# docs/ENGINE_PROTOCOL.md §5, written out again here rather than taken from the registry.
 ENGINE_SYNTAX = re.compile(r"(?:[a-z_A-Z0-9]+=[^;]*(?:;[a-z_A-Z0-9]+=[^;]*)*;?)?", re.S)
 
 EXPECTED_UNITS = {

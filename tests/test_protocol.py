@@ -1,4 +1,4 @@
-"""Engine protocol: answer shapes and aggregation rules (ENGINE_CONTRACT §2)."""
+"""Engine protocol: answer shapes and aggregation rules (docs/ENGINE_PROTOCOL.md §2)."""
 import uuid
 
 import pytest

@@ -1,6 +1,6 @@
 /*
  * Engine-side check of the scheduler proxy: makes the four XML-RPC calls the way the oVirt engine's
- * ExternalSchedulerBrokerImpl makes them (ENGINE_CONTRACT.md §1.2) and applies the casts its response
+ * ExternalSchedulerBrokerImpl makes them (docs/ENGINE_PROTOCOL.md §1.2) and applies the casts its response
  * parser applies (§2), failing on the first answer the engine would reject.
  *
  *   javac -cp /usr/share/java/axmlrpc.jar -d OUT EngineClient.java
@@ -47,7 +47,7 @@ public final class EngineClient {
     }
 
     static final int INT32_MAX = Integer.MAX_VALUE;
-    /** ENGINE_CONTRACT §5: the syntax CustomPropertiesUtils accepts for a unit's parameter map. */
+    /** docs/ENGINE_PROTOCOL.md §5: the syntax CustomPropertiesUtils accepts for a unit's parameter map. */
     static final Pattern PROPERTIES_SYNTAX =
             Pattern.compile("(([a-z_A-Z0-9]+=[^;]*)(;[a-z_A-Z0-9]+=[^;]*)*;?)?", Pattern.DOTALL);
 
@@ -192,8 +192,8 @@ public final class EngineClient {
         expectFailed(e, "no_such_balancer");
         expectNothingToDo(e, "an unknown balancer");
 
-        // The engine may send one host or none (ENGINE_CONTRACT §1.3); first_vm then asks for "every host but
-        // the first", i.e. none.  Only the casts are checked: an empty candidate list means "any host" to the
+        // The engine may send one host or none (docs/ENGINE_PROTOCOL.md §1.3); first_vm then asks for
+        // "every host but the first", i.e. none.  Only the casts are checked: an empty candidate list means "any host" to the
         // engine (§2.5, §4), so what the proxy should answer here is a policy question, printed for the caller.
         props.put("vm_to_move", VM);
         for (String[] hosts : new String[][]{{H1}, {}}) {
@@ -298,7 +298,7 @@ public final class EngineClient {
     }
 
     // ------------------------------------------------------------------------------------------
-    // The calls, with the engine's argument order and Java types (ENGINE_CONTRACT §1.2)
+    // The calls, with the engine's argument order and Java types (docs/ENGINE_PROTOCOL.md §1.2)
 
     /** A copy of a cluster's policy map: it holds internal units' keys too. */
     static HashMap<String, String> policyProperties() {
