@@ -1,6 +1,6 @@
 """CPU and memory balancer that can stand beside the engine's OptimalForEvenDistribution.
 
-It takes the engine unit's parameter names, regexes and defaults (ENGINE_CONTRACT §6), so
+It takes the engine unit's parameter names, regexes and defaults (docs/ENGINE_PROTOCOL.md §6), so
 one set of cluster properties drives both, and follows its rules on one snapshot:
 
 * CPU sources: hosts at or above HighUtilization % CPU that run at least one VM, most

@@ -8,7 +8,8 @@ def scores(host_ids, counts):
     """`[(host_id, score)]` for every given host (in order, without repeats).
 
     The score is the host's running VM count.  A host whose count is unknown scores one
-    worse than the worst known host: leaving it out would score it 0, the best (§2.4).
+    worse than the worst known host: leaving it out would score it 0, the best
+    (docs/ENGINE_PROTOCOL.md §2.4).
     """
     host_ids = _common.unique(host_ids)
     known = [counts[h] for h in host_ids if counts.get(h) is not None]

@@ -29,7 +29,7 @@ def choose(hosts, vms, maximum):
         return None
     candidates = [h.id for h in counted if h.active_vms < maximum]
     if not candidates:
-        return None  # an empty list would mean "any host" to the engine (ENGINE_CONTRACT §4)
+        return None  # an empty list would mean "any host" to the engine (docs/ENGINE_PROTOCOL.md §4)
     movable = _common.running_vms_by_host(vms).get(source.id, [])
     if not movable:
         return None

@@ -57,8 +57,8 @@ def build_parser():
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["simulate"]:  # its own flags, parsed by the simulator
-        from . import simengine
-        return simengine.main(argv[1:])
+        from .sim import cli as sim_cli
+        return sim_cli.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "config":
@@ -142,9 +142,10 @@ def serve(cfg, simulate=None):
 
 
 def _simulated_engine(snapshot_path):
-    from . import simengine
+    from .sim import SimulatedEngine
+    from .snapshot import load_snapshot
     try:
-        sim = simengine.SimulatedEngine(simengine.load_snapshot(snapshot_path)).start()
+        sim = SimulatedEngine(load_snapshot(snapshot_path)).start()
     except (OSError, ValueError) as e:
         raise ConfigError(f"--simulate {snapshot_path}: {e}") from None
     log.info("simulated engine serving %s at %s", snapshot_path, sim.url)

@@ -14,8 +14,9 @@ from balancers.host_memory_balance import host_memory_balance
 from balancers.ksm_same_os_score import ksm_same_os_score
 from balancers.max_vms import max_vms
 from balancers.vm_balance import vm_balance
-from proxy.simengine import SimulatedEngine, generate_snapshot
 from proxy import engine
+from proxy.sim import SimulatedEngine
+from proxy.sim.generate import generate_snapshot
 
 H1, H2, H3, H4 = (f"a0000000-0000-4000-8000-00000000000{i}" for i in range(1, 5))
 HOSTS = [H1, H2, H3, H4]

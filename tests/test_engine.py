@@ -8,8 +8,8 @@ import pycurl
 import pytest
 
 from proxy import engine
-from proxy.simengine import SimulatedEngine
-from proxy.simsnapshot import generate_snapshot
+from proxy.sim import SimulatedEngine
+from proxy.sim.generate import generate_snapshot
 
 MIB = 1024 * 1024
 

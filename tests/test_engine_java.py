@@ -1,5 +1,6 @@
 """Engine side, from Java: tests/java/EngineClient.java makes the engine's four calls with the engine's
-Java argument types and applies the casts the engine's response parser applies (docs/ENGINE_PROTOCOL.md §1.2, §2).
+Java argument types and applies the casts the engine's response parser applies
+(docs/ENGINE_PROTOCOL.md §1.2, §2).
 
 It needs a JDK (javac, java) and Debian's aXMLRPC (/usr/share/java/axmlrpc.jar, package libaxmlrpc-java;
 AXMLRPC_JAR overrides the path).  Without them the tests skip, except in CI (environment variable CI set),

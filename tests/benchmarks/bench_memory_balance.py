@@ -18,7 +18,8 @@ import ovirtsdk4 as sdk
 
 from balancers import host_memory_balance as hmb
 from proxy import engine
-from proxy.simengine import SimulatedEngine, generate_snapshot
+from proxy.sim import SimulatedEngine
+from proxy.sim.generate import generate_snapshot
 
 USER, PASSWORD = "admin@internal", "bench"
 THRESHOLD_MB = hmb.DEFAULT_MINIMUM_MB

@@ -192,8 +192,8 @@ public final class EngineClient {
         expectFailed(e, "no_such_balancer");
         expectNothingToDo(e, "an unknown balancer");
 
-        // The engine may send one host or none (docs/ENGINE_PROTOCOL.md §1.3); first_vm then asks for "every host but
-        // the first", i.e. none.  Only the casts are checked: an empty candidate list means "any host" to the
+        // The engine may send one host or none (docs/ENGINE_PROTOCOL.md §1.3); first_vm then asks for
+        // "every host but the first", i.e. none.  Only the casts are checked: an empty candidate list means "any host" to the
         // engine (§2.5, §4), so what the proxy should answer here is a policy question, printed for the caller.
         props.put("vm_to_move", VM);
         for (String[] hosts : new String[][]{{H1}, {}}) {

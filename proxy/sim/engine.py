@@ -1,44 +1,32 @@
 """A simulated oVirt engine: the REST API v4 subset the policy units use, over real HTTP.
 
-The real, unmodified ovirtsdk4 works against it (ENGINE_API.md is the spec): SSO login
+The real, unmodified ovirtsdk4 works against it (docs/ENGINE_API.md is the spec): SSO login
 and logout, bearer tokens with 401 renewal, hosts/VMs/clusters with their statistics,
 `follow=statistics`, a subset of the search language, faults and 404s.  The data comes
-from a cluster snapshot (JSON, format below); tests change it between calls
-(`move_vm`, `update_host`...) and inject failures (`fail_next`, `delay`).
+from a cluster snapshot (JSON, the format of `proxy.snapshot`); tests change it between
+calls (`move_vm`, `update_host`...) and inject failures (`fail_next`, `delay`).
 
-The snapshot format, its validation and a generator of large snapshots are in
-`simsnapshot`; the XML documents in `simxml`; the search language in `simsearch`.
-Free memory is served exactly (the engine steps it by whole percents), so memory
-thresholds can be tested to the MiB.
+The HTTP side is in `httpd`, the XML documents in `bodies`, the search language in
+`search`.  Free memory is served exactly (the engine steps it by whole percents), so
+memory thresholds can be tested to the MiB.
 
-Run it: `python -m proxy.simengine --snapshot config/cluster-small.json` prints the API URL.
+Run it: `ovirt-scheduler-proxy simulate --snapshot config/cluster-small.json` prints the API URL.
 """
 
-import argparse
 import collections
 import json
 import re
 import secrets
-import signal
-import socket
-import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
 
-from . import simsearch, simxml
-from .simsnapshot import (HOST_STATUSES, VM_STATUSES, SnapshotError, generate_snapshot,
-                          load_snapshot, validate_host, validate_snapshot, validate_vm)
+from ..snapshot import HOST_STATUSES, VM_STATUSES, validate_host, validate_snapshot, validate_vm
+from . import bodies, search
+from .httpd import SSO_LOGOUT, EngineServer
 
-__all__ = ["SimulatedEngine", "SnapshotError", "Request", "generate_snapshot", "load_snapshot",
-           "validate_snapshot", "main"]
+__all__ = ["SimulatedEngine", "Request"]
 
-API = simxml.API
-SSO_TOKEN = "/ovirt-engine/sso/oauth/token"
-SSO_LOGOUT = "/ovirt-engine/services/sso-logout"
-XML = "application/xml;charset=UTF-8"
-JSON = "application/json"
+API = bodies.API
 TOKEN_LIFETIME_MS = 10 * 3600 * 1000
 
 Request = collections.namedtuple("Request", "method path query status")
@@ -60,7 +48,7 @@ class _State:
             if v["host"]:
                 self.on_host[v["host"]].add(v["id"])
         self.cache = {}
-        F = simsearch.Field
+        F = search.Field
         self.host_fields = {
             "id": F("id", lambda h: h["id"]), "name": F("text", lambda h: h["name"]),
             "address": F("text", lambda h: h["address"]),
@@ -99,114 +87,24 @@ class _State:
         return text
 
     def stat_values(self, kind, entity):
-        return simxml.host_stat_values(entity) if kind == "host" else simxml.vm_stat_values(entity)
+        return bodies.host_stat_values(entity) if kind == "host" else bodies.vm_stat_values(entity)
 
     def entity_xml(self, kind, entity, follow):
         eid = entity["id"]
         if kind == "host":
-            body = self._cached(("host", eid), lambda: simxml.host_body(entity, self.summary(eid)))
+            body = self._cached(("host", eid), lambda: bodies.host_body(entity, self.summary(eid)))
         else:
-            body = self._cached(("vm", eid), lambda: simxml.vm_body(
-                entity, simxml.ref("host", entity["host"]) if entity["host"] else ""))
+            body = self._cached(("vm", eid), lambda: bodies.vm_body(
+                entity, bodies.ref("host", entity["host"]) if entity["host"] else ""))
         if not follow:
             return f"{body}</{kind}>"
-        stats = self._cached((kind + "-stats", eid), lambda: simxml.statistics(
+        stats = self._cached((kind + "-stats", eid), lambda: bodies.statistics(
             kind, eid, self.stat_values(kind, entity)))
         return f"{body}<statistics>{stats}</statistics></{kind}>"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's curl pool expects
-    disable_nagle_algorithm = True  # else every keep-alive request after the first waits ~40 ms
-    timeout = 300  # an abandoned keep-alive connection frees its thread eventually
-    server_version = "SimulatedEngine/1"
-
-    def log_message(self, format, *args):  # noqa: A002 - the base class's name
-        pass
-
-    def _body(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def _send(self, status, body=b"", content_type=None):
-        self.send_response(status)
-        if body:
-            self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if body:
-            self.wfile.write(body)
-
-    def _route(self, method):
-        engine = self.server.engine
-        split = urlsplit(self.path)
-        path = re.sub("/{2,}", "/", split.path)
-        body = self._body()
-        engine._pause()
-        try:
-            if method == "POST" and path.rstrip("/") in (SSO_TOKEN, SSO_LOGOUT):
-                form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace"),
-                                                      keep_blank_values=True).items()}
-                status, reply = engine._sso(path.rstrip("/"), form)
-                self._send(status, json.dumps(reply).encode(), JSON)
-                return
-            query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
-            status, text = engine._api(method, path.rstrip("/"), query,
-                                       self.headers.get("Authorization", ""))
-        except Exception as e:  # a simulator bug must surface as an answer, not a hang
-            status, text = 500, simxml.fault(f"simulated engine bug: {type(e).__name__}: {e}")
-        self._send(status, text.encode() if text else b"", XML)
-
-    def do_GET(self):
-        self._route("GET")
-
-    def do_POST(self):
-        self._route("POST")
-
-    def do_PUT(self):
-        self._route("PUT")
-
-    def do_DELETE(self):
-        self._route("DELETE")
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address, engine):
-        self.engine = engine
-        self.connections = set()
-        self.connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def process_request(self, request, client_address):
-        with self.connections_lock:
-            self.connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request):
-        with self.connections_lock:
-            self.connections.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request, client_address):
-        # A client that gave up (a timeout test) is not a simulator failure.
-        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            super().handle_error(request, client_address)
-
-    def drop_connections(self):
-        """Ends open keep-alive connections, so nothing is served after stop()."""
-        with self.connections_lock:
-            open_now = list(self.connections)
-        for sock in open_now:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
 class SimulatedEngine:
-    """A simulated engine serving `snapshot` (the simsnapshot format) once start()ed.
+    """A simulated engine serving `snapshot` (the proxy.snapshot format) once start()ed.
 
     Counters: `api_requests` (every API request received, whatever its answer; SSO not
     included), `logins` (tokens granted), `failed_logins`, `logouts`, and `requests`, the
@@ -236,9 +134,9 @@ class SimulatedEngine:
             raise RuntimeError("a stopped SimulatedEngine cannot be restarted; make a new one")
         if self._server is not None:
             return self
-        self._server = _Server(self._address, self)
+        self._server = EngineServer(self._address, self)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"simengine:{self.port}", daemon=True)
+                                        name=f"simulated-engine:{self.port}", daemon=True)
         self._thread.start()
         return self
 
@@ -402,19 +300,19 @@ class SimulatedEngine:
         if path != API and not path.startswith(API + "/"):
             return 404, ""
         if method != "GET":
-            return 405, simxml.fault(f"the simulated engine only serves GET, not {method}")
+            return 405, bodies.fault(f"the simulated engine only serves GET, not {method}")
         parts = path[len(API):].strip("/").split("/") if path != API else []
         try:
             return self._get(parts, query)
-        except simsearch.SearchError as e:
-            return 400, simxml.fault(f"Invalid search: {e}")
+        except search.SearchError as e:
+            return 400, bodies.fault(f"Invalid search: {e}")
         except ValueError as e:
-            return 400, simxml.fault(str(e))
+            return 400, bodies.fault(str(e))
 
     def _get(self, parts, query):
         s = self._state
         if not parts:
-            return 200, simxml.api_root()
+            return 200, bodies.api_root()
         kind = parts[0][:-1]  # hosts -> host
         entities = {"hosts": s.hosts, "vms": s.vms, "clusters": s.clusters}.get(parts[0])
         if entities is None or len(parts) > 4:
@@ -426,15 +324,15 @@ class SimulatedEngine:
         if entity is None:
             return 404, ""
         if kind == "cluster":
-            return (200, simxml.cluster_xml(entity)) if len(parts) == 2 else (404, "")
+            return (200, bodies.cluster_xml(entity)) if len(parts) == 2 else (404, "")
         if len(parts) == 2:
             return 200, s.entity_xml(kind, entity, follow)
         if parts[2] != "statistics":
             return 404, ""
         values = s.stat_values(kind, entity)
         if len(parts) == 3:
-            return 200, f"<statistics>{simxml.statistics(kind, entity['id'], values)}</statistics>"
-        one = simxml.statistic_named(kind, entity["id"], values, parts[3])
+            return 200, f"<statistics>{bodies.statistics(kind, entity['id'], values)}</statistics>"
+        one = bodies.statistic_named(kind, entity["id"], values, parts[3])
         return (200, one) if one else (404, "")
 
     @staticmethod
@@ -455,70 +353,11 @@ class SimulatedEngine:
             limit = int(limit) if int(limit) >= 0 else None  # the engine treats -1 as no limit
         fields = {"host": s.host_fields, "vm": s.vm_fields, "cluster": s.cluster_fields}[kind]
         case_sensitive = "case_sensitive" in query and query["case_sensitive"].lower() in ("", "true")
-        search = simsearch.parse(query.get("search", ""), fields, case_sensitive=case_sensitive)
-        found = simsearch.apply(search, entities.values(), fields, limit)
+        parsed = search.parse(query.get("search", ""), fields, case_sensitive=case_sensitive)
+        found = search.apply(parsed, entities.values(), fields, limit)
         if kind == "cluster":
-            items = [simxml.cluster_xml(c) for c in found]
+            items = [bodies.cluster_xml(c) for c in found]
         else:
             items = [s.entity_xml(kind, e, follow) for e in found]
         return f"<{kind}s>{''.join(items)}</{kind}s>"
 
-
-# --- command line ---------------------------------------------------------------------------
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m proxy.simengine",
-        description="Serve a simulated oVirt engine (REST API v4 subset) from a cluster snapshot.")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--snapshot", metavar="FILE", help="cluster snapshot (JSON) to serve")
-    source.add_argument("--generate", nargs=2, type=int, metavar=("HOSTS", "VMS"),
-                        help="generate a snapshot of this size (served, or written with --out)")
-    parser.add_argument("--out", metavar="FILE", help="with --generate: write the snapshot here and exit")
-    parser.add_argument("--seed", type=int, default=0, help="with --generate: random seed (default 0)")
-    parser.add_argument("--clusters", type=int, default=1, help="with --generate: clusters (default 1)")
-    parser.add_argument("--pressure-hosts", type=int, default=1,
-                        help="with --generate: hosts with under 500 MB free (default 1)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
-    parser.add_argument("--user", default="admin@internal", help="SSO user (default admin@internal)")
-    parser.add_argument("--password-file", metavar="F",
-                        help="file holding the SSO password (default password: secret)")
-    args = parser.parse_args(argv)
-    if args.out and not args.generate:
-        parser.error("--out needs --generate")
-    try:
-        if args.generate:
-            snapshot = generate_snapshot(*args.generate, seed=args.seed, clusters=args.clusters,
-                                         pressure_hosts=args.pressure_hosts)
-            if args.out:
-                with open(args.out, "w") as f:
-                    json.dump(snapshot, f, indent=1)
-                    f.write("\n")
-                return 0
-        else:
-            snapshot = load_snapshot(args.snapshot)
-        password = "secret"
-        if args.password_file:
-            with open(args.password_file) as f:
-                password = f.read().rstrip("\r\n")
-        engine = SimulatedEngine(snapshot, host=args.host, port=args.port, user=args.user,
-                                 password=password)
-        engine.start()
-    except (OSError, ValueError) as e:
-        print(f"simengine: {e}", file=sys.stderr)
-        return 2
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    print(engine.url, flush=True)
-    try:
-        while not stop.wait(3600):
-            pass
-    finally:
-        engine.stop()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,9 +1,9 @@
 """The subset of the engine's search language the simulated engine understands.
 
 `name=host*`, `id=a or id=b`, `status=up and cluster=Default`, `memory>4096`,
-`host=host1 sortby name desc page 2`.  Semantics follow the engine (ENGINE_API §5): AND
-binds tighter than OR, conditions side by side are ANDed, `*` is a wildcard, text is
-compared case-insensitively unless `case_sensitive=true`, and an entity whose field is
+`host=host1 sortby name desc page 2`.  Semantics follow the engine (docs/ENGINE_API.md
+§5): AND binds tighter than OR, conditions side by side are ANDed, `*` is a wildcard, text
+is compared case-insensitively unless `case_sensitive=true`, and an entity whose field is
 unset (a down VM's host) matches no condition at all, not even `!=`.
 """
 

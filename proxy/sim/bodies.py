@@ -1,12 +1,13 @@
 """XML documents of the simulated engine, in the REST API v4 form ovirtsdk4 4.6 reads.
 
-Every function takes the simulator's plain dicts (the snapshot format of `simengine`) and
-returns text.  The pieces are split so the simulator can cache them per entity: an
+Every function takes the simulator's plain dicts (the snapshot format of `proxy.snapshot`)
+and returns text.  The pieces are split so the simulator can cache them per entity: an
 entity's *body* (the opening tag and every child except `<statistics>`) and its
 *statistics* (the `<statistic>` elements) are rendered once and joined per request.
 
-v4, not v3 (ENGINE_API §3): enums are lower-case element text, only `id`/`href` are
-attributes, integers are plain digits, and statistic ids are the engine's name-based UUIDs.
+v4, not v3 (docs/ENGINE_API.md §3): enums are lower-case element text, only `id`/`href`
+are attributes, integers are plain digits, and statistic ids are the engine's name-based
+UUIDs.
 """
 
 import functools
@@ -59,7 +60,7 @@ def api_root():
 
 # --- statistics ---------------------------------------------------------------------------
 
-# name -> (description, type, unit); kind is gauge for all of them (ENGINE_API §4).
+# name -> (description, type, unit); kind is gauge for all of them (docs/ENGINE_API.md §4).
 _STAT_META = {
     "memory.total": ("Total memory", "integer", "bytes"),
     "memory.used": ("Used memory", "integer", "bytes"),
