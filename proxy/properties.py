@@ -82,7 +82,7 @@ def _numerals(minimum, maximum):
 class Whole:
     """A whole number from `minimum` to `maximum` (None: no upper bound), in `unit`.
 
-    With the defaults (0, no maximum) the regex is `[0-9]*`: any digits, leading zeros
+    With minimum 0 and no maximum the regex is `[0-9]*`: any digits, leading zeros
     included.  Any other range gives the engine's own form, which spells out the range and
     refuses leading zeros, e.g. `^([5-9][0-9])$` for 50 to 99.  `default` may lie outside
     the range (the engine's "0 = off" defaults do).
