@@ -1,62 +1,16 @@
-"""Shared by the shipped policy units: reading property values and looking at engine data.
+"""Shared by the shipped policy units: a shared parameter, and looking at engine data.
 
-Not a plugin (the leading underscore keeps the registry from scanning it).  The engine sends
-the cluster policy's properties as a map of strings holding the keys of *every* unit in the
-policy, so each unit reads only its own keys, through these parsers, and gets a clear
-ValueError (reported to the engine by the proxy) instead of a bare int() traceback.
+Not a plugin (the leading underscore keeps the registry from scanning it).
 """
 
-import re
-
-from proxy import engine
+from proxy import engine, properties
 
 
 MIB = 1024 * 1024
 
-_WHOLE_NUMBER = re.compile(r"[0-9]+")  # str.isdigit() would also accept '²' or Arabic digits
-
-
-def _raw(args, key):
-    """The value as sent, or None when it is absent or empty.
-
-    Empty counts as "not set": regexes such as `[0-9]*` let an admin save an empty value.
-    """
-    value = (args or {}).get(key)  # the engine passes the balance map without a null check
-    if value is None:
-        return None
-    value = str(value).strip()
-    return value or None
-
-
-def int_property(args, key, default, *, unit="", minimum=0, maximum=None):
-    """A whole-number property; `default` when absent or empty."""
-    raw = _raw(args, key)
-    if raw is None:
-        return default
-    what = f"a whole number of {unit}" if unit else "a whole number"
-    if not _WHOLE_NUMBER.fullmatch(raw):
-        raise ValueError(f"{key} must be {what}, got {raw!r}")
-    value = int(raw)
-    if value < minimum or (maximum is not None and value > maximum):
-        upper = "" if maximum is None else f" and at most {maximum}"
-        raise ValueError(f"{key} must be at least {minimum}{upper}, got {raw!r}")
-    return value
-
-
-def bool_property(args, key, default):
-    """A True/False property (any case); `default` when absent or empty.
-
-    bool('False') is True, which is how the original memory balancer lost its aggressive mode.
-    """
-    raw = _raw(args, key)
-    if raw is None:
-        return default
-    lowered = raw.lower()
-    if lowered == "true":
-        return True
-    if lowered == "false":
-        return False
-    raise ValueError(f"{key} must be True or False, got {raw!r}")
+# max_vms and vm_balance read the same key, and a policy holding both sends one value for
+# it: one declaration keeps their regex and default the same.
+MAXIMUM_VM_COUNT = properties.Whole(100)
 
 
 def unique(items, key=lambda item: item):

@@ -29,7 +29,7 @@ Where a snapshot differs from the engine's own view:
 """
 
 from balancers import _common
-from proxy import engine
+from proxy import engine, properties
 
 DEFAULT_HIGH = 80
 DEFAULT_DURATION_MINUTES = 2
@@ -40,6 +40,14 @@ DEFAULT_MIN_FREE_MB = 0
 # VcpuConsumptionPercentage).
 _UTILIZATION_THRESHOLD_PERCENT = 80
 _VCPU_CONSUMPTION_PERCENT = 10
+
+PARAMS = properties.Parameters(
+    HighUtilization=properties.Whole(DEFAULT_HIGH, unit="%", minimum=50, maximum=99),
+    # Validated so a typo is reported, but unused: see the module docstring.
+    CpuOverCommitDurationMinutes=properties.Whole(DEFAULT_DURATION_MINUTES, unit="minutes", minimum=1),
+    MaxFreeMemoryForOverUtilized=properties.Whole(DEFAULT_MAX_FREE_MB, unit="MB", minimum=1),
+    MinFreeMemoryForUnderUtilized=properties.Whole(DEFAULT_MIN_FREE_MB, unit="MB", minimum=1),
+)
 
 
 def low_mark(high):
@@ -107,23 +115,16 @@ def choose(hosts, vms, high=DEFAULT_HIGH, max_free=0, min_free=0):
 
 
 class cpu_memory_even_distribution:
-    properties_validation = ("HighUtilization=^([5-9][0-9])$;"
-                             "CpuOverCommitDurationMinutes=^([1-9][0-9]*)$;"
-                             "MaxFreeMemoryForOverUtilized=^([1-9][0-9]*)$;"
-                             "MinFreeMemoryForUnderUtilized=^([1-9][0-9]*)$")
+    properties_validation = PARAMS.validation
 
     def do_balance(self, hosts, args):
         """Evens out CPU load (HighUtilization %), then memory (MaxFreeMemoryForOverUtilized,
         MinFreeMemoryForUnderUtilized MB) like OptimalForEvenDistribution: moves the least
         CPU-loaded VM off the busiest host, keeping that host a candidate."""
-        high = _common.int_property(args, "HighUtilization", DEFAULT_HIGH, minimum=50, maximum=99)
-        # Validated so a typo is reported, but unused: see the module docstring.
-        _common.int_property(args, "CpuOverCommitDurationMinutes", DEFAULT_DURATION_MINUTES,
-                             unit="minutes", minimum=1)
-        max_free = _common.int_property(args, "MaxFreeMemoryForOverUtilized", DEFAULT_MAX_FREE_MB,
-                                        unit="MB") * _common.MIB
-        min_free = _common.int_property(args, "MinFreeMemoryForUnderUtilized", DEFAULT_MIN_FREE_MB,
-                                        unit="MB") * _common.MIB
+        params = PARAMS.parse(args)
+        high = params.HighUtilization
+        max_free = params.MaxFreeMemoryForOverUtilized * _common.MIB
+        min_free = params.MinFreeMemoryForUnderUtilized * _common.MIB
         if len(set(hosts or ())) < 2:
             return None
         with engine.connect() as conn:

@@ -1,7 +1,9 @@
 """VM-count score: hosts running fewer VMs score better (lower)."""
 
 from balancers import _common
-from proxy import engine
+from proxy import engine, properties
+
+PARAMS = properties.Parameters()  # none: args is not read
 
 
 def scores(host_ids, counts):
@@ -18,7 +20,7 @@ def scores(host_ids, counts):
 
 
 class even_vm_distribution:
-    properties_validation = ""
+    properties_validation = PARAMS.validation
 
     def do_score(self, hosts, vm, args):
         """Scores hosts by the number of VMs they run: the fewer, the better."""

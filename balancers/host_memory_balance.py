@@ -12,9 +12,15 @@ gets a host we already know would be pushed over the threshold.
 """
 
 from balancers import _common
+from proxy import properties
 
 DEFAULT_MINIMUM_MB = 500
 DEFAULT_SAFE = True
+
+PARAMS = properties.Parameters(
+    minimum_host_memoryMB=properties.Whole(DEFAULT_MINIMUM_MB, unit="MB"),
+    safe_selection=properties.Flag(DEFAULT_SAFE),
+)
 
 
 def room(host, threshold):
@@ -66,15 +72,14 @@ def choose(hosts, vms, threshold, safe=DEFAULT_SAFE):
 
 
 class host_memory_balance:
-    properties_validation = "minimum_host_memoryMB=[0-9]*;safe_selection=True|False"
+    properties_validation = PARAMS.validation
 
     def do_balance(self, hosts, args):
         """Migrates a VM off the host with the least free memory once it has
         minimum_host_memoryMB (default 500) or less free: the smallest VM that fits elsewhere,
         or with safe_selection=False the smallest VM that frees enough memory."""
-        threshold = _common.int_property(args, "minimum_host_memoryMB", DEFAULT_MINIMUM_MB,
-                                         unit="MB") * _common.MIB
-        safe = _common.bool_property(args, "safe_selection", DEFAULT_SAFE)
+        params = PARAMS.parse(args)
+        threshold, safe = params.minimum_host_memoryMB * _common.MIB, params.safe_selection
         if not hosts:
             return None
         found, source, vms = _common.hosts_and_source_vms(

@@ -4,7 +4,9 @@ Guests of the same OS share many identical memory pages, which KSM can merge.
 """
 
 from balancers import _common
-from proxy import engine
+from proxy import engine, properties
+
+PARAMS = properties.Parameters()  # none: args is not read
 
 
 def scores(host_ids, vm, vms):
@@ -26,7 +28,7 @@ def scores(host_ids, vm, vms):
 
 
 class ksm_same_os_score:
-    properties_validation = ""
+    properties_validation = PARAMS.validation
 
     def do_score(self, hosts, vm, args):
         """Scores hosts by how many running VMs share the VM's OS type (for KSM memory

@@ -1,9 +1,9 @@
 """VM-count filter: only hosts running fewer VMs than a limit may take another one."""
 
 from balancers import _common
-from proxy import engine
+from proxy import engine, properties
 
-DEFAULT_MAXIMUM = 100
+PARAMS = properties.Parameters(maximum_vm_count=_common.MAXIMUM_VM_COUNT)
 
 
 def passing(host_ids, counts, maximum):
@@ -18,11 +18,11 @@ def passing(host_ids, counts, maximum):
 
 
 class max_vms:
-    properties_validation = "maximum_vm_count=[0-9]*"
+    properties_validation = PARAMS.validation
 
     def do_filter(self, hosts, vm, args):
         """Lets through only hosts running fewer than maximum_vm_count (default 100) VMs."""
-        maximum = _common.int_property(args, "maximum_vm_count", DEFAULT_MAXIMUM)
+        maximum = PARAMS.parse(args).maximum_vm_count
         if not hosts:
             return []
         with engine.connect() as conn:

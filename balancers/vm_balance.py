@@ -5,8 +5,9 @@ then the source host's VMs, the second only when a host is over the limit).
 """
 
 from balancers import _common
+from proxy import properties
 
-DEFAULT_MAXIMUM = 100
+PARAMS = properties.Parameters(maximum_vm_count=_common.MAXIMUM_VM_COUNT)
 
 
 def busiest(hosts, maximum):
@@ -38,12 +39,12 @@ def choose(hosts, vms, maximum):
 
 
 class vm_balance:
-    properties_validation = "maximum_vm_count=[0-9]*"
+    properties_validation = PARAMS.validation
 
     def do_balance(self, hosts, args):
         """Migrates the smallest VM off the host running the most VMs when it runs more than
         maximum_vm_count (default 100), to hosts running fewer."""
-        maximum = _common.int_property(args, "maximum_vm_count", DEFAULT_MAXIMUM)
+        maximum = PARAMS.parse(args).maximum_vm_count
         if not hosts:
             return None
         found, source, vms = _common.hosts_and_source_vms(hosts, lambda up: busiest(up, maximum))

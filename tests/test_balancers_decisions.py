@@ -7,7 +7,6 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from balancers import _common
 from balancers import even_distribution, even_vm_distribution, host_memory_balance as hmb
 from balancers import ksm_same_os_score, max_vms, vm_balance
 from proxy import registry
@@ -63,6 +62,21 @@ def test_every_properties_validation_has_the_engine_syntax():
         assert ENGINE_SYNTAX.fullmatch(unit.properties), (unit.name, unit.properties)
 
 
+def test_the_parameter_maps_the_engine_knows_stay_as_they_were():
+    # Derived from the declarations now; an admin's saved policies depend on these strings.
+    assert {u.name: u.properties for u in shipped_units()} == {
+        "host_memory_balance": "minimum_host_memoryMB=[0-9]*;safe_selection=True|False",
+        "vm_balance": "maximum_vm_count=[0-9]*",
+        "max_vms": "maximum_vm_count=[0-9]*",
+        "cpu_memory_even_distribution": "HighUtilization=^([5-9][0-9])$;"
+                                         "CpuOverCommitDurationMinutes=^([1-9][0-9]*)$;"
+                                         "MaxFreeMemoryForOverUtilized=^([1-9][0-9]*)$;"
+                                         "MinFreeMemoryForUnderUtilized=^([1-9][0-9]*)$",
+        "even_vm_distribution": "",
+        "ksm_same_os_score": "",
+    }
+
+
 def regex_map(props):
     return dict(piece.split("=", 1) for piece in props.split(";") if piece)
 
@@ -84,36 +98,12 @@ def test_regexes_accept_what_the_unit_parses_and_refuse_garbage(module, cls, goo
     for key, pattern in regexes.items():  # Java String.matches is a full match
         assert re.fullmatch(pattern, good[key]), (key, good[key])
         assert not re.fullmatch(pattern, bad[key]), (key, bad[key])
+        with pytest.raises(ValueError, match=f"^{key} must be"):
+            module.PARAMS.parse({**good, key: bad[key]})
+    module.PARAMS.parse(good)
 
 
-# --- property parsing -----------------------------------------------------------------
-
-def test_int_property_parses_strings_and_defaults_when_absent_or_empty():
-    assert _common.int_property({"k": "42"}, "k", 7) == 42
-    assert _common.int_property({"k": ""}, "k", 7) == 7
-    assert _common.int_property({}, "k", 7) == 7
-    assert _common.int_property(None, "k", 7) == 7
-
-
-@pytest.mark.parametrize("raw", ["abc", "-5", "1.5", "²", "0x10"])
-def test_int_property_refuses_non_whole_numbers_naming_the_key(raw):
-    with pytest.raises(ValueError, match=r"minimum_host_memoryMB must be a whole number of MB, got"):
-        _common.int_property({"minimum_host_memoryMB": raw}, "minimum_host_memoryMB", 500, unit="MB")
-
-
-def test_int_property_enforces_its_range():
-    with pytest.raises(ValueError, match="HighUtilization must be at least 50 and at most 99"):
-        _common.int_property({"HighUtilization": "100"}, "HighUtilization", 80, minimum=50, maximum=99)
-
-
-def test_bool_property_reads_false_as_false():
-    # Regression: the original balancer used bool('False'), which is True.
-    assert _common.bool_property({"safe_selection": "False"}, "safe_selection", True) is False
-    assert _common.bool_property({"safe_selection": "true"}, "safe_selection", False) is True
-    assert _common.bool_property({}, "safe_selection", True) is True
-    with pytest.raises(ValueError, match="safe_selection must be True or False, got 'yes'"):
-        _common.bool_property({"safe_selection": "yes"}, "safe_selection", True)
-
+# --- property parsing (the kinds themselves: tests/test_properties.py) ---------------------
 
 @pytest.mark.parametrize("unit, call", [
     (hmb.host_memory_balance, lambda u: u.do_balance(["h1"], {"minimum_host_memoryMB": "abc"})),
