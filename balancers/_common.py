@@ -39,14 +39,23 @@ def running_vms_by_host(vms):
     return by_host
 
 
+def hosts_of(snap, host_ids):
+    """The snapshot's hosts among host_ids, in that order, without repeats; unknown ids left out."""
+    return [snap.hosts[h] for h in unique(host_ids) if h in snap.hosts]
+
+
+def running_on(snap, hosts):
+    """The VMs up on the given hosts, from the snapshot's per-host index (never every VM)."""
+    return [vm for h in hosts for vm in snap.vms_on(h.id) if is_up(vm)]
+
+
 def hosts_and_source_vms(host_ids, find_source):
     """(the Up hosts among host_ids, the source find_source picks of them, the VMs up on it).
 
-    Two requests whatever the host count, and only one in the common case of no source.
+    From the engine state the proxy shares: no request; only the source's VMs are looked at.
     Hosts that left Up since the engine listed them are neither sources nor targets.
     """
-    with engine.connect() as conn:
-        found = [h for h in engine.hosts(conn, host_ids).values() if is_up(h)]
-        source = find_source(found)
-        vms = engine.vms(conn, on_hosts=[source]) if source is not None else []
-    return found, source, vms
+    snap = engine.snapshot()
+    found = [h for h in hosts_of(snap, host_ids) if is_up(h)]
+    source = find_source(found)
+    return found, source, running_on(snap, [source]) if source is not None else []

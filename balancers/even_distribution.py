@@ -127,12 +127,10 @@ class cpu_memory_even_distribution:
         min_free = params.MinFreeMemoryForUnderUtilized * _common.MIB
         if len(set(hosts or ())) < 2:
             return None
-        with engine.connect() as conn:
-            found = [h for h in engine.hosts(conn, hosts).values() if _common.is_up(h)]
-            cpu_sources, mem_sources = sources(found, high, max_free)
-            if not cpu_sources and not mem_sources:
-                return None
-            # Only the sources' VMs can move: a whole-engine VM listing with statistics
-            # would cost seconds on a big engine.
-            vms = engine.vms(conn, on_hosts=cpu_sources + mem_sources, with_stats=True)
-        return choose(found, vms, high, max_free, min_free)
+        snap = engine.snapshot()
+        found = [h for h in _common.hosts_of(snap, hosts) if _common.is_up(h)]
+        cpu_sources, mem_sources = sources(found, high, max_free)
+        if not cpu_sources and not mem_sources:
+            return None
+        # Only the sources' VMs can move: looking at every VM would grow with the engine.
+        return choose(found, _common.running_on(snap, cpu_sources + mem_sources), high, max_free, min_free)

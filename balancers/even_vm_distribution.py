@@ -26,6 +26,5 @@ class even_vm_distribution:
         """Scores hosts by the number of VMs they run: the fewer, the better."""
         if not hosts:
             return []
-        with engine.connect() as conn:
-            found = engine.hosts(conn, hosts)
-        return scores(hosts, {h.id: h.active_vms for h in found.values()})
+        found = _common.hosts_of(engine.snapshot(), hosts)
+        return scores(hosts, {h.id: h.active_vms for h in found})

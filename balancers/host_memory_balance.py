@@ -1,8 +1,8 @@
 """Memory balancer: move one VM off the host that has the least free memory.
 
-The decision is `choose()`, a pure function over engine data; `do_balance` only fetches
-that data (two REST requests whatever the host count: the hosts with their statistics,
-then the VMs on the most over-utilized host) and calls it.
+The decision is `choose()`, a pure function over engine data; `do_balance` only picks
+that data out of the engine state the proxy shares (the hosts it was given, then the VMs
+on the most over-utilized host: no request, and never every VM) and calls it.
 
 What "fits" means: a VM fits a destination host when its memory is at most the host's
 *room*, min(free memory − threshold, max scheduling memory), i.e. moving it neither takes

@@ -37,10 +37,9 @@ class ksm_same_os_score:
             raise ValueError("no VM id given: a score needs the VM being scheduled")
         if not hosts:
             return []
-        with engine.connect() as conn:
-            target = engine.vm(conn, vm)
-            if target is None:
-                raise LookupError(f"VM {vm} is not known to the engine")
-            # Only the VMs on the candidate hosts: listing every VM of a big engine takes seconds.
-            vms = engine.vms(conn, on_hosts=engine.hosts(conn, hosts).values())
-        return scores(hosts, target, vms)
+        snap = engine.snapshot()
+        target = snap.vms.get(vm)
+        if target is None:
+            raise LookupError(f"VM {vm} is not known to the engine")
+        # Only the VMs on the candidate hosts: every VM of a big engine would cost per call.
+        return scores(hosts, target, _common.running_on(snap, _common.hosts_of(snap, hosts)))

@@ -25,6 +25,5 @@ class max_vms:
         maximum = PARAMS.parse(args).maximum_vm_count
         if not hosts:
             return []
-        with engine.connect() as conn:
-            found = engine.hosts(conn, hosts)
-        return passing(hosts, {h.id: h.active_vms for h in found.values()}, maximum)
+        found = _common.hosts_of(engine.snapshot(), hosts)
+        return passing(hosts, {h.id: h.active_vms for h in found}, maximum)

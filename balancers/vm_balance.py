@@ -1,7 +1,7 @@
 """VM-count balancer: move one VM off the host running the most VMs, once past a limit.
 
-`choose()` decides over plain data; `do_balance` fetches it (two requests: the hosts,
-then the source host's VMs, the second only when a host is over the limit).
+`choose()` decides over plain data; `do_balance` picks it out of the shared engine state
+(the hosts, then the source host's VMs, only when a host is over the limit).
 """
 
 from balancers import _common

@@ -39,9 +39,13 @@ def build_parser():
     serve = sub.add_parser("serve", help="run the proxy in the foreground")
     serve.add_argument("--config", metavar="FILE", help="TOML configuration file (config/proxy.toml shows every key)")
     _add_setting_flags(serve, flagged)
-    serve.add_argument("--simulate", metavar="SNAPSHOT",
+    state = serve.add_mutually_exclusive_group()
+    state.add_argument("--simulate", metavar="SNAPSHOT",
                        help="also start a simulated oVirt engine on this cluster snapshot (JSON) and point "
                             "the units at it: a demo without a real engine")
+    state.add_argument("--snapshot", metavar="FILE",
+                       help="run the units on the engine state in this snapshot file (the --simulate "
+                            "format), with no engine at all: for rehearsing decisions")
 
     lst = sub.add_parser("list", help="list the policy units a plugin folder holds, and the rejected ones")
     lst.add_argument("--config", metavar="FILE")
@@ -67,7 +71,7 @@ def main(argv=None):
         cfg = config_mod.load(args.config, _overrides(args))
         if args.command == "list":
             return list_units(cfg, args.json)
-        return serve(cfg, args.simulate)
+        return serve(cfg, args.simulate, args.snapshot)
     except ConfigError as e:
         print(f"ovirt-scheduler-proxy: configuration error: {e}", file=sys.stderr)
         return 2
@@ -105,7 +109,7 @@ def list_units(cfg, as_json):
     return 0
 
 
-def serve(cfg, simulate=None):
+def serve(cfg, simulate=None, snapshot_file=None):
     logs.configure(cfg.log.level, cfg.log.file)
     if not cfg.plugin_folder.is_dir():
         raise ConfigError(f"plugins.folder: {cfg.plugin_folder} is not a folder")
@@ -113,8 +117,11 @@ def serve(cfg, simulate=None):
     if simulate:
         sim = _simulated_engine(simulate)
         cfg, password = cfg.replace({"engine.url": sim.url, "engine.user": sim.user}), sim.password
+    if snapshot_file:
+        snapshot_file = _checked_snapshot(snapshot_file)
+        password = ""
     wake_r = _record_signals()
-    executor = Executor(cfg, password=password)
+    executor = Executor(cfg, password=password, snapshot_file=snapshot_file or "")
     try:
         catalog = executor.start()
         log.info("%d policy units from %s (%d rejected)", len(catalog.units), cfg.plugin_folder,
@@ -150,6 +157,18 @@ def _simulated_engine(snapshot_path):
         raise ConfigError(f"--simulate {snapshot_path}: {e}") from None
     log.info("simulated engine serving %s at %s", snapshot_path, sim.url)
     return sim
+
+
+def _checked_snapshot(path):
+    """The snapshot file's absolute path, once it has been read and validated here: a
+    wrong file is a configuration error (exit 2), not a fork server that fails to start."""
+    from .snapshot import SnapshotError, load_snapshot
+    try:
+        load_snapshot(path)
+    except SnapshotError as e:
+        raise ConfigError(f"--snapshot: {e}") from None
+    log.info("units read the engine state in %s (no engine is used)", path)
+    return os.path.abspath(path)
 
 
 def _record_signals():

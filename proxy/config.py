@@ -28,6 +28,11 @@ def _positive(v):
         return "must be a number greater than 0"
 
 
+def _non_negative(v):
+    if not (v >= 0 and math.isfinite(v)):
+        return "must be a number, 0 or greater"
+
+
 def _at_least(n):
     def check(v):
         if v < n:
@@ -88,6 +93,13 @@ SETTINGS = (
             "File holding the engine password. Empty: the OVIRT_ENGINE_PASSWORD environment variable."),
     Setting("engine", "ca_file", Path, "", "PEM file of the engine's CA. Empty: the system's CAs."),
     Setting("engine", "insecure", bool, False, "Skip TLS verification of the engine (testing only)."),
+    Setting("engine", "max_age", float, 10.0,
+            "Seconds a unit's view of the engine may be old: the proxy reads the engine's state once "
+            "for all unit calls, at most about once per max_age. 0: no sharing, each unit reads the "
+            "engine itself.", None, _non_negative),
+    Setting("engine", "stale_limit", float, 60.0,
+            "While the engine cannot be read, units get the last state read for up to this many "
+            "seconds after it was read; then their reads fail.", None, _positive),
 )
 SECTIONS = tuple(dict.fromkeys(s.section for s in SETTINGS))
 BY_NAME = {s.name: s for s in SETTINGS}

@@ -1,15 +1,19 @@
-"""Engine access for policy units: a bound ovirtsdk4 connection and a few bulk readers.
+"""Engine access for policy units: the engine's state as a shared snapshot, and a live
+ovirtsdk4 connection for anything else.
 
-Units run in a forked worker.  Before each call the worker binds the engine settings, the
-SSO token carried over from earlier calls, and the call's deadline; a unit then does
+Units run in a forked worker.  The proxy reads the engine once for all calls (a Snapshot,
+proxy/state.py; refreshed by proxy/refresh.py at most once per engine.max_age) and every
+worker holds it from its fork, so a unit reads it at no cost:
 
-    with engine.connect() as conn:
-        hosts = engine.hosts(conn, host_ids)   # one request, whatever the host count
-        vms = engine.vms(conn)                 # one request
+    snap = engine.snapshot()                  # hosts, VMs, clusters, affinity: by id
+    for vm in snap.vms_on(host_id): ...
+    hosts = engine.hosts(None, host_ids)      # the same data through the older API
 
-and never sees a URL or a password.  Every request is bounded by the deadline, and every
-failure (unreachable engine, refused login, HTTP 5xx, timeout, unreadable reply) becomes an
-EngineError whose message names the engine, what failed and what to check.
+`engine.snapshot(max_age=0)` (and max_age=0 on hosts/vms/vm) reads the engine now instead.
+`engine.connect()` still gives a live SDK connection, bound to the call's deadline and the
+proxy's shared SSO token, for whatever the snapshot lacks; a unit never sees a URL or a
+password.  Every engine failure becomes an EngineError whose message names the engine,
+what failed and what to check.
 """
 
 import socket
@@ -20,9 +24,12 @@ from urllib.parse import urlencode
 
 import ovirtsdk4 as sdk
 import pycurl
-from ovirtsdk4.reader import Reader as _read
 
-from . import sdk_internals
+from . import readers, sdk_internals
+from .state import Host, Snapshot, Vm
+
+__all__ = ["EngineError", "EngineSettings", "Host", "Snapshot", "Vm", "bind", "connect",
+           "describe_error", "hold", "hosts", "read_now", "snapshot", "token", "vm", "vms"]
 
 NO_URL = "no engine URL configured: set url in the [engine] section of the config file"
 
@@ -42,46 +49,62 @@ class EngineError(Exception):
     """The engine could not be used; the message says which engine, what failed, what to check."""
 
 
-@dataclass
-class Host:
-    id: str
-    name: str
-    status: str | None  # the API's lower-case value, e.g. "up"
-    cluster_id: str | None
-    memory: int | None  # bytes
-    max_scheduling_memory: int | None  # bytes
-    free_memory: int | None  # bytes; None when the engine has no memory statistics
-    cpu_usage: float | None  # percent of the whole host
-    cpu_cores: int | None  # all sockets
-    cpu_threads: int | None  # logical CPUs
-    active_vms: int | None
-
-
-@dataclass
-class Vm:
-    id: str
-    name: str
-    status: str | None
-    host_id: str | None  # None when the VM is not running
-    memory: int | None  # bytes
-    guaranteed_memory: int | None  # bytes
-    os_type: str | None
-    cpu_usage: float | None  # percent; None unless read with statistics
-    vcpus: int | None
-
-
 class _Binding:
     settings = None
     token = None  # the newest SSO token this process holds
     deadline = None  # time.monotonic() value
+    held = None  # the Snapshot this process holds; workers inherit it from the fork server
+    static = False  # held comes from a snapshot file: it never gets old
+    stale_limit = 60.0  # engine.stale_limit
+    refresh_error = None  # why the proxy's last refresh failed, or None
 
 
 _bound = _Binding()
 
 
-def bind(settings, token=None, deadline=None):
-    """Sets what connect() uses: the settings, a token to reuse, the call's deadline."""
+def bind(settings, token=None, deadline=None, refresh_error=None):
+    """Sets what a call uses: the settings, a token to reuse, the call's deadline, and why
+    the proxy's last refresh of the snapshot failed (None when it did not)."""
     _bound.settings, _bound.token, _bound.deadline = settings, token, deadline
+    _bound.refresh_error = refresh_error
+
+
+def hold(snap, *, static=False, stale_limit=60.0):
+    """Makes `snap` the state this process (and the workers it forks) answers from."""
+    _bound.held, _bound.static, _bound.stale_limit = snap, static, stale_limit
+
+
+def snapshot(max_age=None):
+    """The engine's state: the snapshot the proxy shares, or a fresh read.
+
+    max_age None: the shared snapshot, which the proxy keeps within engine.max_age (or, while
+    the engine fails, engine.stale_limit).  max_age in seconds: a snapshot no older than
+    that, read now if the shared one is older; 0 always reads the engine now (seconds on
+    a big engine: use it only where a unit needs it).  Raises EngineError when the engine
+    cannot be read and no snapshot recent enough is held.
+    """
+    held = _bound.held
+    if held is not None and (_bound.static or max_age is None or held.age() <= max_age):
+        if _bound.static or held.age() <= _bound.stale_limit:
+            return held
+        raise EngineError(f"the newest engine state is {held.age():.0f} s old, past engine.stale_limit "
+                          f"({_bound.stale_limit:g} s): {_bound.refresh_error or 'it could not be refreshed'}")
+    if held is None and max_age is None and _bound.refresh_error:
+        raise EngineError(_bound.refresh_error)
+    return read_now()
+
+
+def read_now():
+    """A Snapshot read from the engine now (version 0: not one the proxy shared)."""
+    with connect() as conn, _engine_errors():
+        return readers.read_snapshot(conn, version=0, source=_bound.settings.url)
+
+
+def _shared(max_age):
+    """The snapshot to answer hosts()/vms()/vm() from, or None to read the engine live."""
+    if max_age == 0 or (_bound.held is None and not _bound.refresh_error):
+        return None
+    return snapshot(max_age)
 
 
 def token():
@@ -164,108 +187,23 @@ def _engine_errors():
         raise EngineError(message) from e
 
 
-# --- readers ----------------------------------------------------------------------------------
+# --- what units read -------------------------------------------------------------------------
 
-def _value(enum):
-    return None if enum is None else getattr(enum, "value", str(enum))
-
-
-def _stats(entity):
-    out = {}
-    for stat in entity.statistics or ():
-        if stat.name and stat.values and stat.values[0].datum is not None:
-            out[stat.name] = stat.values[0].datum  # always a float, even for integer stats
-    return out
-
-
-def _topology(cpu):
-    t = cpu.topology if cpu is not None else None
-    if t is None or t.sockets is None or t.cores is None:
-        return None, None
-    cores = t.sockets * t.cores
-    return cores, cores * (t.threads or 1)
-
-
-def _host_record(*, stats, cpu, status, **fields):
-    free = stats.get("memory.free")
-    if free is None and "memory.used" in stats and "memory.total" in stats:
-        free = stats["memory.total"] - stats["memory.used"]
-    if "cpu.current.idle" in stats:
-        cpu_usage = 100.0 - stats["cpu.current.idle"]
-    elif "cpu.current.user" in stats and "cpu.current.system" in stats:
-        cpu_usage = stats["cpu.current.user"] + stats["cpu.current.system"]
-    else:
-        cpu_usage = None
-    cores, threads = _topology(cpu)
-    return Host(status=_value(status), free_memory=None if free is None else int(free),
-                cpu_usage=cpu_usage, cpu_cores=cores, cpu_threads=threads, **fields)
-
-
-def _vm(v):
-    stats = _stats(v)
-    cpu = stats.get("cpu.current.total")
-    if cpu is None and "cpu.current.guest" in stats:
-        cpu = stats["cpu.current.guest"] + stats.get("cpu.current.hypervisor", 0.0)
-    t = v.cpu.topology if v.cpu is not None else None
-    vcpus = None
-    if t is not None and t.sockets is not None:
-        vcpus = t.sockets * (t.cores or 1) * (t.threads or 1)
-    policy = v.memory_policy
-    return Vm(id=v.id, name=v.name, status=_value(v.status),
-              host_id=v.host.id if v.host is not None else None, memory=v.memory,
-              guaranteed_memory=policy.guaranteed if policy is not None else None,
-              os_type=v.os.type if v.os is not None else None, cpu_usage=cpu, vcpus=vcpus)
-
-
-def _hosts_from_xml(root):
-    return [_host_from_xml(e) for e in root]
-
-
-def _host_from_xml(e):
-    """One <host> element; a single pass over its children (ElementPath lookups cost ~2×)."""
-    integer, fields, stats, cpu = _read.parse_integer, {}, {}, None
-    for child in e:
-        tag = child.tag
-        if tag == "statistics":
-            for stat in child:
-                name = datum = None
-                for part in stat:
-                    if part.tag == "name":
-                        name = part.text
-                    elif part.tag == "values" and datum is None:
-                        datum = part.findtext("value/datum")  # the first value: values[0].datum
-                if name and datum is not None:
-                    stats[name] = _read.parse_decimal(datum)
-        elif tag in ("name", "memory", "max_scheduling_memory", "status"):
-            fields[tag] = child.text
-        elif tag == "cluster":
-            fields["cluster_id"] = child.get("id")
-        elif tag == "summary":
-            fields["active_vms"] = integer(child.findtext("active"))
-        elif tag == "cpu":
-            topology = child.find("topology")
-            if topology is not None:
-                cpu = sdk.types.Cpu(topology=sdk.types.CpuTopology(
-                    sockets=integer(topology.findtext("sockets")), cores=integer(topology.findtext("cores")),
-                    threads=integer(topology.findtext("threads"))))
-    return _host_record(
-        id=e.get("id"), name=fields.get("name"),
-        status=_read.parse_enum(sdk.types.HostStatus, fields.get("status")),
-        cluster_id=fields.get("cluster_id"), memory=integer(fields.get("memory")),
-        max_scheduling_memory=integer(fields.get("max_scheduling_memory")),
-        active_vms=fields.get("active_vms"), stats=stats, cpu=cpu)
-
-
-def hosts(conn, ids=None):
+def hosts(conn, ids=None, *, max_age=None):
     """id -> Host for `ids` (in that order, unknown ids left out), or for every host.
 
-    One request whatever the count: all hosts with their statistics, filtered here.
+    From the shared snapshot; without one (engine.max_age = 0) or with max_age=0, one
+    request whatever the count: all hosts with their statistics, filtered here.
     """
-    with _engine_errors():
-        found = {h.id: h for h in sdk_internals.RawList(
-            conn, "/hosts", {"follow": "statistics"}, _hosts_from_xml).list()}
+    snap = _shared(max_age)
+    if snap is not None:
+        found = snap.hosts
+    else:
+        with _engine_errors():
+            found = {h.id: h for h in sdk_internals.RawList(
+                conn, "/hosts", {"follow": "statistics"}, readers.hosts_from_xml).list()}
     if ids is None:
-        return found
+        return dict(found)
     if isinstance(ids, str):
         ids = [ids]
     return {i: found[i] for i in ids if i in found}
@@ -274,14 +212,23 @@ def hosts(conn, ids=None):
 SEARCH_LIMIT = 4000  # characters; the engine's Apache refuses request lines over 8,190 bytes
 
 
-def vms(conn, *, running_only=True, with_stats=False, on_hosts=None):
-    """The VMs (only those up, by default), in one request; cpu_usage only with_stats.
+def vms(conn, *, running_only=True, with_stats=False, on_hosts=None, max_age=None):
+    """The VMs (only those up, by default); cpu_usage only with_stats when read live.
 
-    on_hosts (engine.Host objects): only the VMs placed on those hosts, through the
-    engine's search by host name, which is far cheaper than listing every VM of a big
-    engine (20,000 VMs take seconds to parse).  For so many hosts that the search would
-    not fit in a request line, every running VM is listed and filtered here instead.
+    on_hosts (Host records): only the VMs placed on those hosts.  From the shared snapshot
+    (its per-host index: the cost is the VMs asked for, not the engine's size); live, through
+    the engine's search by host name, or for so many hosts that the search would not fit
+    in a request line, every running VM listed and filtered here.
     """
+    snap = _shared(max_age)
+    if snap is not None:
+        found = (list(snap.vms.values()) if on_hosts is None else
+                 [v for h in dict.fromkeys(h.id for h in on_hosts) for v in snap.vms_on(h)])
+        return [v for v in found if v.status == "up" or not running_only]
+    return _vms_live(conn, running_only, with_stats, on_hosts)
+
+
+def _vms_live(conn, running_only, with_stats, on_hosts):
     query, wanted = {}, None
     if on_hosts is not None:
         wanted = {h.id for h in on_hosts}
@@ -294,19 +241,22 @@ def vms(conn, *, running_only=True, with_stats=False, on_hosts=None):
     if with_stats:
         query["follow"] = "statistics"
     with _engine_errors():
-        found = [_vm(v) for v in conn.system_service().vms_service().list(**query)]
+        found = [readers.vm_record(v) for v in conn.system_service().vms_service().list(**query)]
     if wanted is not None:
         # The search matches names case-insensitively (and `_` may be a wildcard): check ids.
         found = [v for v in found if v.host_id in wanted and (v.status == "up" or not running_only)]
     return found
 
 
-def vm(conn, vm_id, *, with_stats=False):
-    """The VM with this id, or None when the engine does not know it (one request)."""
+def vm(conn, vm_id, *, with_stats=False, max_age=None):
+    """The VM with this id, or None when the engine does not know it (live: one request)."""
+    snap = _shared(max_age)
+    if snap is not None:
+        return snap.vms.get(vm_id)
     with _engine_errors():
         service = conn.system_service().vms_service().vm_service(vm_id)
         try:
             found = service.get(follow="statistics") if with_stats else service.get()
         except sdk.NotFoundError:
             return None
-        return _vm(found)
+        return readers.vm_record(found)

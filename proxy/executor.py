@@ -6,6 +6,7 @@ changed (checked before each engine call, one scandir), a fork server that died,
 """
 
 import dataclasses
+import itertools
 import logging
 import threading
 import time
@@ -13,6 +14,7 @@ import time
 from . import registry
 from .errors import ProxyBusy
 from .generation import Generation
+from .refresh import Refresher
 
 log = logging.getLogger("proxy.executor")
 
@@ -65,17 +67,39 @@ class Finished:
 
 
 class Executor:
-    def __init__(self, config, password=None):
+    def __init__(self, config, password=None, snapshot_file=""):
         self.config = config
         self.password = config.engine_password() if password is None else password
+        self.snapshot_file = snapshot_file  # serve --snapshot: units read this state, no engine
+        self.versions = itertools.count(1)  # snapshot versions, growing across generations
         self.slots = Slots(config.plugins.concurrency)
         self.swap_lock = threading.Lock()  # guards the generation pointer and busy counts
         self.reload_lock = threading.RLock()  # one reload at a time
         self.generation = None
         self.token = None  # the engine SSO token, obtained by a worker and carried to the next calls
 
+    @property
+    def shares_state(self):
+        """True when the proxy reads the engine for the units (engine.max_age > 0, a URL)."""
+        return self.config.engine.max_age > 0 and bool(self.config.engine.url) and not self.snapshot_file
+
+    def _new_generation(self):
+        gen = Generation(self.config, self.password, self.snapshot_file)
+        if self.shares_state:
+            gen.refresher = Refresher(
+                gen.send, self.versions, max_age=self.config.engine.max_age,
+                stale_limit=self.config.engine.stale_limit, read_timeout=self.config.plugins.timeout)
+            gen.refresher.token = self.token
+            gen.refresher.on_token = self._take_token
+            gen.refresher.start()
+        return gen
+
+    def _take_token(self, token):
+        if token:
+            self.token = token
+
     def start(self):
-        self.generation = Generation(self.config, self.password)
+        self.generation = self._new_generation()
         return self.generation.catalog
 
     def catalog(self):
@@ -93,7 +117,7 @@ class Executor:
     def reload(self, reason):
         """Start a generation with the plugin code as it is now; returns its catalog."""
         with self.reload_lock:
-            new = Generation(self.config, self.password)
+            new = self._new_generation()
             with self.swap_lock:
                 old, self.generation = self.generation, new
         log.info("plugins reloaded (%s): %d units, %d rejected", reason, len(new.catalog.units),
@@ -109,6 +133,10 @@ class Executor:
         the answer has been sent.
         """
         results, finished = [], Finished()
+        refresher = self.generation.refresher
+        if refresher is not None:
+            refresher.token = self.token
+        state = refresher.before_call(deadline) if refresher is not None else (0, None)
         width = self.config.plugins.concurrency
         for start in range(0, len(calls), width):
             batch = calls[start:start + width]
@@ -119,7 +147,7 @@ class Executor:
                 continue
             gen = self._enter()
             try:
-                replies, socks = gen.run_batch(batch, deadline, self.token)
+                replies, socks = gen.run_batch(batch, deadline, self.token, state)
             finally:
                 self._leave(gen)
                 self.slots.release(len(batch))

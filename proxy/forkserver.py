@@ -21,7 +21,7 @@ import socket
 import sys
 import time
 
-from . import engine, logs, messages, registry, wire, worker
+from . import engine, holding, logs, messages, registry, wire, worker
 
 log = logging.getLogger("proxy.forkserver")
 
@@ -166,6 +166,9 @@ class ForkServer:
         self.spares = boot.spares
         self.limit = boot.output_limit
         self.settings = engine.EngineSettings(**boot.engine)
+        self.boot = boot
+        self.version = 0  # of the snapshot held for the workers; 0: none
+        self.read = None  # the refresh in progress: a holding.Read
         self.workers = {}  # pid -> kill deadline (None while it is not being killed)
         self.idle = 0  # forked workers the server has not taken yet
         self.pending = 0  # replacement forks asked for
@@ -176,6 +179,8 @@ class ForkServer:
         catalog = discover(self.folder, import_timeout)
         self.classes, catalog = load_units(self.folder, catalog)
         self._tell(messages.Catalog(catalog.to_wire()))
+        if self.boot.snapshot_file:
+            self._adopt(holding.load_file(self.boot.snapshot_file), static=True)
         self.pending, self.fork_at = self.spares, time.monotonic()
 
         wake_r, wake_w = os.pipe()
@@ -185,12 +190,16 @@ class ForkServer:
         sel = selectors.DefaultSelector()
         sel.register(self.ctl, selectors.EVENT_READ, "ctl")
         sel.register(wake_r, selectors.EVENT_READ, "wake")
+        self.sel = sel
         self._keep = (self.ctl.fileno(), wake_r, wake_w, sel.fileno())
         running = True
         while running or self.workers:
             for key, _ in sel.select(self._next_timer()):
                 if key.data == "wake":
                     os.read(wake_r, 4096)
+                elif key.data == "read":
+                    if self.read.feed():
+                        sel.unregister(self.read.fd)
                 elif not self._on_control():
                     running = False
                     sel.unregister(self.ctl)
@@ -207,8 +216,10 @@ class ForkServer:
             os.close(fd)
         if data is None:
             return False
-        msg = messages.from_wire(data, messages.Spawn, messages.Kill)
-        if isinstance(msg, messages.Spawn):
+        msg = messages.from_wire(data, messages.Spawn, messages.Kill, messages.Refresh)
+        if isinstance(msg, messages.Refresh):
+            self._start_read(msg)
+        elif isinstance(msg, messages.Spawn):
             self.idle = max(0, self.idle - msg.count)
             self.pending += msg.count
             delay = 0 if self.idle == 0 else REPLACE_DEFER_MAX
@@ -237,7 +248,7 @@ class ForkServer:
         theirs.close()
         self.workers[pid] = None
         self.idle += 1
-        self._tell(messages.WorkerReady(pid), [ours.fileno()])
+        self._tell(messages.WorkerReady(pid, self.version), [ours.fileno()])
         ours.close()  # if the server is gone, this makes the worker exit
 
     def _kill(self, pid):
@@ -257,12 +268,18 @@ class ForkServer:
 
     def _next_timer(self):
         times = [t for t in self.workers.values() if t not in (None, float("inf"))]
+        if self.read is not None and self.read.kill_at is not None:
+            times.append(self.read.kill_at)
         if self.pending and self.fork_at is not None:
             times.append(self.fork_at)
         return max(0.0, min(times) - time.monotonic()) if times else None
 
     def _run_timers(self, running):
         now = time.monotonic()
+        if self.read is not None and self.read.kill_at is not None and self.read.kill_at <= now:
+            log.warning("the engine state reader %d overran its deadline; killing it", self.read.pid)
+            self._signal_group(self.read.pid, signal.SIGKILL)
+            self.read.kill_at = None
         for pid, kill_at in self.workers.items():
             if kill_at is not None and kill_at <= now:
                 self._signal_group(pid, signal.SIGKILL)
@@ -296,11 +313,56 @@ class ForkServer:
         """Log every exit with its cause; report workers' exits, so the server can say how
         a unit that never answered ended."""
         how = describe_status(status)
-        if self.workers.pop(pid, "not ours") == "not ours":
+        if self.read is not None and pid == self.read.pid:
+            self._finish_read(how)
+            return
+        self.idle = min(self.idle, len(self.workers))  # the server may drop a stale spare
+        kill_at = self.workers.pop(pid, "not ours")
+        if kill_at == "not ours":
             log.info("process %d (left behind by a unit, reparented here) %s", pid, how)
             return
-        log.log(logging.DEBUG if status == 0 else logging.WARNING, "worker %d %s", pid, how)
+        if kill_at is not None:  # we killed it: its call overran, or the proxy is stopping
+            log.info("worker %d %s, as asked", pid, how)
+        else:
+            log.log(logging.DEBUG if status == 0 else logging.WARNING, "worker %d %s", pid, how)
         self._tell(messages.Exited(pid, how, _exit_code(status)))
+
+    # -- the engine state the workers hold ----------------------------------------------
+
+    def _start_read(self, refresh):
+        if self.read is not None:
+            return  # one read at a time: the server asks again if it still needs one
+        r, w = os.pipe()
+        pid = _fork_child()
+        if pid == 0:
+            os.close(r)
+            for fd in self._keep:
+                os.close(fd)
+            holding.read_in_child(w, self.settings, refresh)
+        os.close(w)
+        self.read = holding.Read(pid, r, refresh.version, time.monotonic() + refresh.timeout + KILL_GRACE)
+        self.sel.register(r, selectors.EVENT_READ, "read")
+
+    def _finish_read(self, how):
+        read, self.read = self.read, None
+        if read.fd in self.sel.get_map():
+            self.sel.unregister(read.fd)
+            while not read.feed():  # the child has exited: what is left is in the pipe
+                pass
+        snap, error, token = read.outcome(how)
+        if snap is None:
+            self._tell(messages.SnapshotFailed(read.version, error, token))
+            return
+        self._adopt(snap)
+        self._tell(messages.SnapshotReady(snap.version, snap.read_at, snap.read_seconds,
+                                          snap.summary(), token))
+
+    def _adopt(self, snap, static=False):
+        holding.adopt(snap, static=static, stale_limit=self.boot.stale_limit)
+        self.version = snap.version
+        # Fresh spares now: the server drops the stale ones as these arrive.
+        self.pending += self.spares
+        self.fork_at = time.monotonic()
 
     def _tell(self, msg, fds=()):
         try:

@@ -36,6 +36,7 @@ _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 class Worker:
     pid: int
     sock: socket.socket
+    version: int = 0  # of the engine-state snapshot it holds
 
 
 @dataclasses.dataclass
@@ -48,8 +49,10 @@ class Reply:
 class Generation:
     """One fork server and the spare workers it has handed over."""
 
-    def __init__(self, config, password):
+    def __init__(self, config, password, snapshot_file=""):
         self.config = config
+        self.snapshot_file = snapshot_file
+        self.refresher = None  # set by the executor when the engine's state is shared
         self.folder = config.plugin_folder
         self.fingerprint = registry.fingerprint(self.folder)
         self.cond = threading.Condition()
@@ -78,7 +81,8 @@ class Generation:
         boot = messages.Boot(
             folder=str(self.folder), spares=cfg.plugins.spare_workers,
             output_limit=cfg.plugins.output_limit, import_timeout=cfg.plugins.timeout,
-            log_level=cfg.log.level, log_file=cfg.log.file,
+            log_level=cfg.log.level, log_file=cfg.log.file, stale_limit=cfg.engine.stale_limit,
+            snapshot_file=self.snapshot_file,
             engine={"url": cfg.engine.url, "user": cfg.engine.user, "password": password,
                     "ca_file": cfg.engine.ca_file, "insecure": cfg.engine.insecure})
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -103,9 +107,13 @@ class Generation:
             if data is None:
                 break
             try:
-                msg = messages.from_wire(data, messages.Catalog, messages.WorkerReady, messages.Exited)
+                msg = messages.from_wire(data, messages.Catalog, messages.WorkerReady, messages.Exited,
+                                         messages.SnapshotReady, messages.SnapshotFailed)
             except messages.MessageError as e:
                 log.error("fork server %d sent a bad control message: %s", self.proc.pid, e)
+                continue
+            if isinstance(msg, (messages.SnapshotReady, messages.SnapshotFailed)):
+                self._on_state(msg)
                 continue
             with self.cond:
                 self._on_message(msg, fds)
@@ -113,21 +121,35 @@ class Generation:
         with self.cond:
             self.alive = False
             self.cond.notify_all()
+        if self.refresher:
+            self.refresher.closed()
         self._log_fork_server_exit()
 
     def _on_message(self, msg, fds):
         if isinstance(msg, messages.WorkerReady) and fds:
-            w = Worker(msg.pid, socket.socket(fileno=fds[0]))
+            w = Worker(msg.pid, socket.socket(fileno=fds[0]), msg.version)
             if self.retired:
                 w.sock.close()
-            else:
-                self.pool.append(w)
+                return
+            stale = next((old for old in self.pool if old.version < w.version), None)
+            if stale is not None:  # a fresh spare replaces one that holds an older snapshot
+                self.pool.remove(stale)
+                stale.sock.close()
+            self.pool.append(w)
         elif isinstance(msg, messages.Exited):
             self.exits[msg.pid] = msg
             while len(self.exits) > EXITS_KEPT:
                 self.exits.popitem(last=False)
         elif isinstance(msg, messages.Catalog):
             self.catalog = registry.Catalog.from_wire(msg.catalog)
+
+    def _on_state(self, msg):
+        if self.refresher is None:
+            return  # a snapshot file: held since the start, nothing to keep fresh
+        if isinstance(msg, messages.SnapshotReady):
+            self.refresher.ready(msg)
+        else:
+            self.refresher.failed(msg)
 
     def _log_fork_server_exit(self):
         try:
@@ -143,16 +165,18 @@ class Generation:
             return "is still running"
         return f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
 
-    def _send(self, msg):
+    def send(self, msg):
         with self.send_lock:
             try:
                 wire.send_control(self.ctl, messages.to_wire(msg))
             except OSError:
                 pass  # the reader notices the fork server is gone
 
-    def take_worker(self, deadline):
-        self._send(messages.Spawn(1))  # a replacement, forked at the fork server's next quiet moment
+    def take_worker(self, deadline, min_version=0):
+        """A spare worker holding snapshot min_version or newer (older ones are dropped)."""
+        self.send(messages.Spawn(1))  # a replacement, forked at the fork server's next quiet moment
         with self.cond:
+            self._drop_stale(min_version)
             while not self.pool:
                 if not self.alive:
                     raise UnitCrashed(f"the fork server (pid {self.proc.pid}) has exited; "
@@ -161,7 +185,12 @@ class Generation:
                 if remaining <= 0:
                     raise ProxyBusy("no worker process became ready before the call's deadline")
                 self.cond.wait(remaining)
+                self._drop_stale(min_version)
             return self.pool.popleft()
+
+    def _drop_stale(self, min_version):
+        while self.pool and self.pool[0].version < min_version:
+            self.pool.popleft().sock.close()  # the spare exits; the fork server forks fresh ones
 
     def how_it_ended(self, pid, deadline):
         """How worker pid ended, as the fork server reports it (every exit is reported)."""
@@ -173,16 +202,17 @@ class Generation:
 
     # -- calls --------------------------------------------------------------------------
 
-    def run_batch(self, calls, deadline, token):
+    def run_batch(self, calls, deadline, token, state=(0, None)):
         """Run every call on its own worker, concurrently; returns ([Reply], answered sockets).
 
         The answered workers stay alive until the caller closes their sockets: a worker
         exits when its socket closes, and that exit is best kept out of the answer's path.
+        state: (the snapshot version the workers must hold, why the last refresh failed).
         """
         replies = [None] * len(calls)
         inflight, finished = {}, []
         for i, call in enumerate(calls):
-            started = self._start(call, deadline, token)
+            started = self._start(call, deadline, token, state)
             if isinstance(started, Worker):
                 inflight[started.sock] = (i, started, wire.FrameReader(self.config.plugins.output_limit + 4096))
             else:
@@ -191,20 +221,22 @@ class Generation:
             finished.append(sock)
             replies[i] = self._reply(w, msg, deadline)
         for sock, (i, w, _) in inflight.items():
-            self._send(messages.Kill(w.pid))
+            self.send(messages.Kill(w.pid))
             sock.close()
             replies[i] = Reply(UnitTimeout(f"did not answer within {self.config.plugins.timeout:g} s "
                                            "(plugins.timeout); its process group was killed"))
         return replies, finished
 
-    def _start(self, call, deadline, token):
+    def _start(self, call, deadline, token, state):
         """A worker running the call, or the UnitError that kept it from starting."""
+        min_version, refresh_error = state
         try:
-            w = self.take_worker(deadline)
+            w = self.take_worker(deadline, min_version)
         except UnitError as e:
             return e
         request = messages.Request(unit=call.unit.key, method=call.unit.method, args=call.args,
-                                   timeout=max(0.0, deadline - time.monotonic()), token=token)
+                                   timeout=max(0.0, deadline - time.monotonic()), token=token,
+                                   refresh_error=refresh_error)
         try:
             w.sock.settimeout(max(0.001, deadline - time.monotonic()))
             wire.send_frame(w.sock, messages.to_wire(request))

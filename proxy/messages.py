@@ -1,7 +1,8 @@
 """Every message that crosses a process boundary, each shape declared once here.
 
-    server      → fork server   Boot (on its stdin), then Spawn, Kill (control socket)
-    fork server → server        Catalog, WorkerReady (+ the worker's socket), Exited
+    server      → fork server   Boot (on its stdin), then Spawn, Kill, Refresh (control socket)
+    fork server → server        Catalog, WorkerReady (+ the worker's socket), Exited,
+                                SnapshotReady, SnapshotFailed
     server      → worker        Request (the worker's own socket)
     worker      → server        Answer
     trial child → fork server   ImportReport (a pipe; see forkserver.discover)
@@ -54,6 +55,8 @@ class Boot:
     log_level: str
     log_file: str
     engine: dict  # engine.EngineSettings fields
+    stale_limit: float = 60.0  # engine.stale_limit
+    snapshot_file: str = ""  # serve --snapshot: the state to hold, never refreshed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,8 +66,36 @@ class Catalog:
 
 @dataclasses.dataclass(frozen=True)
 class WorkerReady:
-    """A spare worker was forked; its socket travels alongside (SCM_RIGHTS)."""
+    """A spare worker was forked; its socket travels alongside (SCM_RIGHTS).  It holds the
+    snapshot of `version` (0: none)."""
     pid: int
+    version: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Refresh:
+    """Read the engine's state as snapshot `version`, within `timeout` seconds."""
+    version: int
+    timeout: float
+    token: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SnapshotReady:
+    """Snapshot `version` is held; workers forked from now on hold it."""
+    version: int
+    read_at: float
+    read_seconds: float
+    summary: str
+    token: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SnapshotFailed:
+    """Reading snapshot `version` failed; `error` says why (an engine error's message)."""
+    version: int
+    error: str
+    token: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +127,7 @@ class Request:
     args: list
     timeout: float  # seconds left in the call when it was sent
     token: str | None  # the engine SSO token to reuse
+    refresh_error: str | None = None  # why the proxy's last snapshot refresh failed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +156,6 @@ class ImportReport:
     error: str | None = None
 
 
-_TYPES = {cls.__name__: cls for cls in (Boot, Catalog, WorkerReady, Exited, Spawn, Kill,
-                                        Request, Answer, ImportReport)}
+_TYPES = {cls.__name__: cls for cls in (Boot, Catalog, WorkerReady, Exited, Spawn, Kill, Refresh,
+                                        SnapshotReady, SnapshotFailed, Request, Answer, ImportReport)}
 _FIELDS = {cls: dataclasses.fields(cls) for cls in _TYPES.values()}

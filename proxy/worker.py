@@ -111,7 +111,8 @@ def _call_unit(units, request, settings, limit, capture):
     cls = units.get(request.unit)
     if cls is None:
         raise UnitNotFound(f"unit {request.unit} is not loaded in this worker")
-    engine.bind(settings, token=request.token, deadline=time.monotonic() + request.timeout)
+    engine.bind(settings, token=request.token, deadline=time.monotonic() + request.timeout,
+                refresh_error=request.refresh_error)
     capture = capture or StdoutCapture(limit)
     try:
         value = getattr(cls(), request.method)(*request.args)

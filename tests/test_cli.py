@@ -49,3 +49,15 @@ def test_config_prints_the_default_file_which_loads_to_the_defaults():
 def test_a_missing_plugin_folder_is_a_configuration_error(tmp_path):
     r = cli("serve", "--plugins", str(tmp_path / "missing"), "--port", "0")
     assert r.returncode == 2 and "plugins.folder" in r.stderr and "is not a folder" in r.stderr
+
+
+def test_a_bad_snapshot_file_is_a_configuration_error(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"clusters": [], "hosts": []}')
+    r = cli("serve", "--snapshot", str(bad), "--port", "0")
+    assert r.returncode == 2 and "--snapshot" in r.stderr and "at least one cluster" in r.stderr
+
+
+def test_snapshot_and_simulate_cannot_be_combined():
+    r = cli("serve", "--snapshot", "a.json", "--simulate", "b.json")
+    assert r.returncode == 2 and "not allowed with argument" in r.stderr

@@ -161,3 +161,12 @@ def test_an_unreachable_engine_is_a_clear_unit_error(start_proxy, tmp_path):
     [message] = answer["plugin_errors"]["host_memory_balance"]
     assert message.startswith("EngineUnavailable:") and f"127.0.0.1:{port}" in message
     assert "EngineUnavailable" in p.log()
+
+
+def test_serve_snapshot_runs_the_units_on_a_file_with_no_engine(start_proxy):
+    p = start_proxy(ROOT / "balancers", "--snapshot", str(ROOT / "config" / "cluster-small.json"))
+    s = xmlrpc.client.ServerProxy(p.url)
+    assert s.runLoadBalancing("host_memory_balance", SMALL_HOSTS, {"minimum_host_memoryMB": "500"}) == {
+        "result_code": 0, "result": ["b0000000-0000-4000-8000-000000000004", SMALL_HOSTS[1:]],
+        "plugin_errors": {}, "errors": []}
+    assert "units read the engine state in" in p.log() and "engine state version 1" in p.log()

@@ -7,7 +7,7 @@ import ovirtsdk4 as sdk
 import pycurl
 import pytest
 
-from proxy import engine
+from proxy import engine, state
 from proxy.sim import SimulatedEngine
 from proxy.sim.generate import generate_snapshot
 
@@ -150,7 +150,7 @@ def test_vms_running_only_by_default(bound_engine, small_snapshot):
     assert db1 == engine.Vm(id=ids(small_snapshot, "vms")["db1"], name="db1", status="up",
                             host_id=ids(small_snapshot, "hosts")["host1"], memory=8192 * MIB,
                             guaranteed_memory=4096 * MIB, os_type="rhel_9x64", cpu_usage=55.0,
-                            vcpus=4)
+                            vcpus=4, cluster_id=small_snapshot["clusters"][0]["id"])
     assert [r.query for r in bound_engine.requests] == [
         {"search": "status=up"}, {}, {"follow": "statistics", "search": "status=up"}]
 
@@ -293,25 +293,6 @@ def test_describe_error_recognises_an_sdk_parse_error(bound_engine):
     assert "sent a reply the SDK cannot read" in engine.describe_error(caught.value)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_the_fast_host_reader_gives_exactly_what_the_sdk_readers_give(seed):
-    snapshot = generate_snapshot(40, 300, seed=seed, pressure_hosts=3)
-    snapshot["hosts"][0]["free_memory_mb"] = None  # unknown free memory: no memory statistics
-    snapshot["hosts"][1]["status"] = "maintenance"
-    with SimulatedEngine(snapshot) as sim:
-        engine.bind(engine.EngineSettings(url=sim.url, user=sim.user, password=sim.password))
-        try:
-            with engine.connect() as conn:
-                fast = engine.hosts(conn)
-                via_sdk = {h.id: _host_via_sdk_readers(h)
-                           for h in conn.system_service().hosts_service().list(follow="statistics")}
-        finally:
-            engine.bind(None)
-    assert fast == via_sdk
-    assert fast[snapshot["hosts"][0]["id"]].free_memory is None
-    assert fast[snapshot["hosts"][1]["id"]].status == "maintenance"
-
-
 def test_vms_on_many_hosts_falls_back_to_one_listing_that_fits_a_request_line():
     snapshot = generate_snapshot(400, 2000, seed=4)
     with SimulatedEngine(snapshot) as sim:
@@ -332,10 +313,68 @@ def test_vms_on_many_hosts_falls_back_to_one_listing_that_fits_a_request_line():
     assert {v.id for v in few} == {v["id"] for v in snapshot["vms"] if v["status"] == "up" and v["host"] in few_hosts}
 
 
-def _host_via_sdk_readers(h):
-    """The reference for engine.hosts' fast reader: a Host from the SDK's own Host object."""
-    return engine._host_record(id=h.id, name=h.name, status=h.status,
-                               cluster_id=h.cluster.id if h.cluster is not None else None,
-                               memory=h.memory, max_scheduling_memory=h.max_scheduling_memory,
-                               active_vms=h.summary.active if h.summary is not None else None,
-                               stats=engine._stats(h), cpu=h.cpu)
+# --- the shared snapshot ------------------------------------------------------------------------
+
+@pytest.fixture
+def held(small_snapshot):
+    """A snapshot of config/cluster-small.json held as the fork server holds one; released after."""
+    snap = state.from_document(small_snapshot, version=5, source="test")
+    engine.hold(snap, stale_limit=60)
+    engine.bind(engine.EngineSettings())
+    try:
+        yield snap
+    finally:
+        engine.hold(None)
+        engine.bind(None)
+
+
+def test_hosts_vms_and_vm_answer_from_the_held_snapshot_without_a_connection(held, small_snapshot):
+    host_ids = [h["id"] for h in small_snapshot["hosts"]]
+    assert list(engine.hosts(None, host_ids[::-1])) == host_ids[::-1]
+    assert len(engine.vms(None)) == 8 and len(engine.vms(None, running_only=False)) == 10
+    on = engine.vms(None, on_hosts=[held.hosts[host_ids[0]]])
+    assert sorted(v.name for v in on) == ["app1", "db1", "tiny1", "web1"]
+    assert engine.vm(None, small_snapshot["vms"][0]["id"]).name == small_snapshot["vms"][0]["name"]
+    assert engine.snapshot() is held
+
+
+def test_a_snapshot_older_than_the_units_max_age_is_read_again(bound_engine, small_snapshot):
+    old = state.from_document(small_snapshot, version=5, source="test", read_at=time.time() - 30)
+    engine.hold(old, stale_limit=60)
+    try:
+        assert engine.snapshot() is old  # within stale_limit, what the proxy shares
+        bound_engine.reset_counters()
+        fresh = engine.snapshot(max_age=5)
+        assert fresh.version == 0 and bound_engine.api_requests >= 4
+    finally:
+        engine.hold(None)
+
+
+def test_past_stale_limit_the_snapshot_is_refused_with_the_engines_reason(small_snapshot):
+    old = state.from_document(small_snapshot, version=5, source="test", read_at=time.time() - 90)
+    engine.hold(old, stale_limit=60)
+    engine.bind(engine.EngineSettings(), refresh_error="cannot connect to the engine at X")
+    try:
+        with pytest.raises(engine.EngineError, match=r"90 s old, past engine.stale_limit \(60 s\): cannot connect"):
+            engine.snapshot()
+    finally:
+        engine.hold(None)
+        engine.bind(None)
+
+
+def test_a_snapshot_file_never_gets_old(small_snapshot):
+    old = state.from_document(small_snapshot, version=1, source="file", read_at=0)
+    engine.hold(old, static=True)
+    try:
+        assert engine.snapshot() is old and engine.snapshot(max_age=1) is old
+    finally:
+        engine.hold(None)
+
+
+def test_no_snapshot_yet_and_a_failed_read_is_an_engine_error():
+    engine.bind(engine.EngineSettings(url="http://x/ovirt-engine/api"), refresh_error="the engine refused")
+    try:
+        with pytest.raises(engine.EngineError, match="the engine refused"):
+            engine.hosts(None, ["h"])
+    finally:
+        engine.bind(None)

@@ -83,23 +83,35 @@ def test_protocol_over_a_real_executor(good):
     assert answer["result_code"] == 1 and list(answer["plugin_errors"]) == ["missing"]
 
 
-def test_the_engine_token_is_obtained_once_and_carried_to_later_calls(sim_engine):
+def sim_executor(sim_engine, **settings):
     cfg = config.load(None, {"plugins.folder": str(PLUGINS.parent.parent / "balancers"),
                              "engine.url": sim_engine.url})
-    cfg = cfg.replace({"engine.user": sim_engine.user})
+    cfg = cfg.replace({"engine.user": sim_engine.user, **settings})
     ex = executor.Executor(cfg, password=sim_engine.password)
     ex.start()
+    return ex
+
+
+@pytest.mark.parametrize("max_age", [0, 10], ids=["units-read-live", "shared-snapshot"])
+def test_the_engine_token_is_obtained_once_and_carried_to_later_reads(sim_engine, max_age):
+    ex = sim_executor(sim_engine, **{"engine.max_age": max_age})
     try:
         unit = ex.catalog().find("balance", "host_memory_balance")
         hosts = [h["id"] for h in sim_engine.snapshot()["hosts"]]
-        for _ in range(3):
-            [value], _ = ex.run([executor.Call(unit, [hosts, {}])], time.monotonic() + 10)
-            assert value[0] == "b0000000-0000-4000-8000-000000000004"
+
+        def calls(n):
+            for _ in range(n):
+                [value], _ = ex.run([executor.Call(unit, [hosts, {}])], time.monotonic() + 10)
+                assert value[0] == "b0000000-0000-4000-8000-000000000004"
+            if max_age:  # a new read of the shared state, carrying the token
+                ex.generation.refresher.read_at = 0
+                calls_before = ex.generation.refresher.reads
+                ex.run([executor.Call(unit, [hosts, {}])], time.monotonic() + 10)[1].release()
+                assert ex.generation.refresher.reads == calls_before + 1
+        calls(3)
         assert sim_engine.logins == 1 and sim_engine.logouts == 0  # one login, never revoked
-        sim_engine.revoke_tokens()  # e.g. the engine restarted: the next call gets a 401
-        for _ in range(2):
-            [value], _ = ex.run([executor.Call(unit, [hosts, {}])], time.monotonic() + 10)
-            assert value[0] == "b0000000-0000-4000-8000-000000000004"
+        sim_engine.revoke_tokens()  # e.g. the engine restarted: the next request gets a 401
+        calls(2)
         assert sim_engine.logins == 2 and sim_engine.logouts == 0  # renewed once, then carried
     finally:
         ex.stop()

@@ -6,7 +6,7 @@ import re
 import ovirtsdk4 as sdk
 import pytest
 
-from proxy import engine, sdk_internals
+from proxy import engine, readers, sdk_internals
 from tests.support import ROOT
 
 
@@ -52,6 +52,6 @@ def test_an_unreadable_engine_answer_is_a_bad_reply(bound_engine, body, words):
     response = Response(body=body, code=200, headers=["Content-Type: application/xml"])
     with engine.connect() as conn:
         with pytest.raises(sdk_internals.BadReply, match=words):
-            sdk_internals.RawList(conn, "/hosts", {}, engine._hosts_from_xml)._internal_read_body(response)
+            sdk_internals.RawList(conn, "/hosts", {}, readers.hosts_from_xml)._internal_read_body(response)
 
 

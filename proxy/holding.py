@@ -1,0 +1,84 @@
+"""How the fork server holds the engine's state for its workers.
+
+The fork server keeps one Snapshot in memory; every worker forked after it arrives holds
+the same objects copy-on-write, so a unit reads the engine's state at no cost per call
+whatever the engine's size (docs/EXECUTION.md §10).  A refresh runs in a child of the fork
+server (it already has the SDK imported, so the child starts warm), which reads the engine
+and sends the snapshot back as a pickle on a pipe: only proxy code runs in that child, and
+the fork server's main loop never blocks on the engine.
+"""
+
+import gc
+import logging
+import os
+import pickle
+import time
+
+from . import engine, readers, snapshot, state
+
+log = logging.getLogger("proxy.holding")
+
+
+class Read:
+    """One refresh in progress: the reading child and what it has sent so far."""
+
+    def __init__(self, pid, fd, version, kill_at):
+        self.pid, self.fd, self.version = pid, fd, version
+        self.kill_at = kill_at  # time.monotonic() past which the child is killed
+        self.data = bytearray()
+
+    def feed(self):
+        """Read what the child sent; True once it has closed the pipe."""
+        chunk = os.read(self.fd, 1 << 20)
+        self.data += chunk
+        return not chunk
+
+    def outcome(self, how_it_ended):
+        """(Snapshot or None, error text or None, token) once the child is reaped."""
+        os.close(self.fd)
+        try:
+            kind, payload, token = pickle.loads(self.data)
+        except Exception:  # no answer: the child died (the deadline's kill, the OOM killer)
+            return None, f"the engine state reader {how_it_ended} without an answer", None
+        return (payload, None, token) if kind == "ok" else (None, payload, token)
+
+
+def read_in_child(write_fd, settings, refresh):
+    """The body of the reading child: read, answer on write_fd, never return."""
+    code = 0
+    try:
+        engine.bind(settings, token=refresh.token, deadline=time.monotonic() + refresh.timeout)
+        try:
+            with engine.connect() as conn:
+                snap = readers.read_snapshot(conn, version=refresh.version, source=settings.url)
+            answer = ("ok", snap, engine.token())
+        except Exception as e:
+            answer = ("error", engine.describe_error(e) or f"{type(e).__name__}: {e}", engine.token())
+        with os.fdopen(write_fd, "wb") as f:
+            pickle.dump(answer, f, protocol=pickle.HIGHEST_PROTOCOL)
+    except BaseException:
+        log.exception("the engine state reader failed")
+        code = 70
+    finally:
+        os._exit(code)
+
+
+def load_file(path):
+    """The Snapshot a snapshot file describes (serve --snapshot), as version 1."""
+    doc = snapshot.load_snapshot(path)
+    return state.from_document(doc, version=1, source=f"file {path}",
+                               read_at=os.stat(path).st_mtime)
+
+
+def adopt(snap, *, static=False, stale_limit=60.0):
+    """Hold `snap` for the workers forked from now on.
+
+    Its indexes are built here, once, rather than in each worker; gc.freeze() keeps the
+    collector from walking (and so writing to, and copying) its pages in every worker.
+    """
+    snap.vms_on(None)
+    snap.groups_of(None)
+    engine.hold(snap, static=static, stale_limit=stale_limit)
+    gc.collect()
+    gc.freeze()
+    log.info("engine state %s", snap.summary())

@@ -1,0 +1,174 @@
+"""The engine state units decide on: one immutable, versioned snapshot.
+
+A Snapshot holds what a unit reads of the engine — clusters, hosts, VMs, affinity groups
+and labels — as plain frozen records, with a version (monotonic within one proxy run) and
+the time the read finished.  The proxy reads it (proxy/readers.py, through ovirtsdk4) or
+loads it from a snapshot file (proxy/snapshot.py describes the JSON format; `from_document`
+turns a validated document into a Snapshot), and units get it through `engine.snapshot()`.
+
+Sizes are bytes; CPU figures are percent; statuses are the API's lower-case values.
+"""
+
+import dataclasses
+import functools
+import time
+
+MIB = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Cluster:
+    id: str
+    name: str
+    memory_overcommit: int | None = None  # percent
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Host:
+    id: str
+    name: str
+    status: str | None  # the API's lower-case value, e.g. "up"
+    cluster_id: str | None
+    memory: int | None  # bytes
+    max_scheduling_memory: int | None  # bytes
+    free_memory: int | None  # bytes; None when the engine has no memory statistics
+    cpu_usage: float | None  # percent of the whole host
+    cpu_cores: int | None  # all sockets
+    cpu_threads: int | None  # logical CPUs
+    active_vms: int | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Vm:
+    id: str
+    name: str
+    status: str | None
+    host_id: str | None  # None when the VM is not running
+    memory: int | None  # bytes
+    guaranteed_memory: int | None  # bytes
+    os_type: str | None
+    cpu_usage: float | None  # percent; None when read without statistics
+    vcpus: int | None
+    cluster_id: str | None = None
+    memory_usage: float | None = None  # percent of its memory the guest uses, when known
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rule:
+    """One side of an affinity group: VM↔VM (vms_rule) or VM→host (hosts_rule)."""
+    enabled: bool = False
+    positive: bool = False
+    enforcing: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AffinityGroup:
+    id: str
+    name: str
+    cluster_id: str
+    vms_rule: Rule
+    hosts_rule: Rule
+    priority: float = 1.0
+    vm_ids: tuple = ()
+    host_ids: tuple = ()
+    vm_label_ids: tuple = ()
+    host_label_ids: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AffinityLabel:
+    id: str
+    name: str
+    vm_ids: tuple = ()
+    host_ids: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """The engine's state at one moment.  Mappings are keyed by id, in the engine's order."""
+    version: int
+    read_at: float  # time.time() when the read finished
+    read_seconds: float  # how long the read took: the data is at most this much older
+    source: str  # where it came from: the engine's URL, or a snapshot file
+    clusters: dict
+    hosts: dict
+    vms: dict
+    affinity_groups: tuple = ()
+    affinity_labels: tuple = ()
+
+    def age(self, now=None):
+        return (time.time() if now is None else now) - self.read_at
+
+    def vms_on(self, host_id):
+        """The VMs placed on a host (any status), in the engine's order."""
+        return self._by_host.get(host_id, ())
+
+    def groups_of(self, vm_id):
+        """The affinity groups a VM is a direct member of."""
+        return self._groups_by_vm.get(vm_id, ())
+
+    @functools.cached_property
+    def _by_host(self):
+        by_host = {}
+        for vm in self.vms.values():
+            if vm.host_id is not None:
+                by_host.setdefault(vm.host_id, []).append(vm)
+        return {h: tuple(v) for h, v in by_host.items()}
+
+    @functools.cached_property
+    def _groups_by_vm(self):
+        by_vm = {}
+        for group in self.affinity_groups:
+            for vm_id in group.vm_ids:
+                by_vm.setdefault(vm_id, []).append(group)
+        return {v: tuple(g) for v, g in by_vm.items()}
+
+    def summary(self):
+        return (f"version {self.version}: {len(self.hosts)} hosts, {len(self.vms)} VMs, "
+                f"{len(self.affinity_groups)} affinity groups, read in {self.read_seconds:.2f} s")
+
+
+def index(records):
+    """{id: record} in the given order."""
+    return {r.id: r for r in records}
+
+
+# --- the snapshot file's document (proxy/snapshot.py validates it) ---------------------------
+
+def from_document(doc, *, version, source, read_at=None):
+    """A Snapshot from a validated snapshot document (sizes in MiB there, bytes here)."""
+    up_on = {}
+    for v in doc["vms"]:
+        if v["host"] is not None and v["status"] == "up":
+            up_on[v["host"]] = up_on.get(v["host"], 0) + 1
+    hosts = [Host(id=h["id"], name=h["name"], status=h["status"], cluster_id=h["cluster"],
+                  memory=h["memory_mb"] * MIB, max_scheduling_memory=h["max_scheduling_memory_mb"] * MIB,
+                  free_memory=None if h["free_memory_mb"] is None else h["free_memory_mb"] * MIB,
+                  cpu_usage=float(h["cpu_load"]), cpu_cores=h["cpu_cores"], cpu_threads=h["cpu_threads"],
+                  active_vms=up_on.get(h["id"], 0))
+             for h in doc["hosts"]]
+    vms = [Vm(id=v["id"], name=v["name"], status=v["status"], host_id=v["host"],
+              memory=v["memory_mb"] * MIB, guaranteed_memory=v["guaranteed_memory_mb"] * MIB,
+              os_type=v["os_type"], cpu_usage=float(v["cpu_usage"]), vcpus=v["vcpus"],
+              cluster_id=v.get("cluster"), memory_usage=float(v.get("memory_usage", 50)))
+           for v in doc["vms"]]
+    return Snapshot(
+        version=version, read_at=time.time() if read_at is None else read_at, read_seconds=0.0,
+        source=source, clusters=index(Cluster(c["id"], c["name"], c.get("memory_overcommit"))
+                                      for c in doc["clusters"]),
+        hosts=index(hosts), vms=index(vms),
+        affinity_groups=tuple(_group(g) for g in doc.get("affinity_groups", ())),
+        affinity_labels=tuple(AffinityLabel(l["id"], l["name"], tuple(l.get("vms", ())),
+                                            tuple(l.get("hosts", ())))
+                              for l in doc.get("affinity_labels", ())))
+
+
+def _group(g):
+    def rule(r):
+        r = r or {}
+        return Rule(bool(r.get("enabled")), bool(r.get("positive")), bool(r.get("enforcing")))
+    return AffinityGroup(
+        id=g["id"], name=g["name"], cluster_id=g["cluster"], vms_rule=rule(g.get("vms_rule")),
+        hosts_rule=rule(g.get("hosts_rule")), priority=float(g.get("priority", 1.0)),
+        vm_ids=tuple(g.get("vms", ())), host_ids=tuple(g.get("hosts", ())),
+        vm_label_ids=tuple(g.get("vm_labels", ())), host_label_ids=tuple(g.get("host_labels", ())))
