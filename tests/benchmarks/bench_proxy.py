@@ -16,7 +16,7 @@ import time
 import xmlrpc.client
 from pathlib import Path
 
-from tests.conftest import PLUGINS, ProxyProcess, descendants
+from tests.support import PLUGINS, ProxyProcess, descendants
 
 FOLDER = PLUGINS / "sdk"
 HOSTS = [f"6a1e0000-0000-0000-0000-{i:012d}" for i in range(10)]
