@@ -6,7 +6,7 @@ import signal
 import sys
 import threading
 
-from ..snapshot import load_snapshot
+from ..snapshot import compact, load_snapshot
 from .engine import SimulatedEngine
 from .generate import generate_snapshot
 
@@ -43,7 +43,8 @@ def main(argv=None):
         snapshot = _snapshot(args)
         if args.out:
             with open(args.out, "w") as f:
-                json.dump(snapshot, f, indent=1)
+                # Without empty sections, a file is the same as before affinity and events existed.
+                json.dump(compact(snapshot), f, indent=1)
                 f.write("\n")
             return 0
         engine = SimulatedEngine(snapshot, host=args.host, port=args.port, user=args.user,
