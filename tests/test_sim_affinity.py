@@ -3,7 +3,8 @@
 import ovirtsdk4 as sdk
 import pytest
 
-from proxy.sim import affinity
+from proxy.sim import SimulatedEngine, affinity
+from proxy.sim.generate import generate_snapshot
 from tests.sim_fixtures import by_name, connection, raw
 
 CLUSTER = "c0000000-0000-4000-8000-000000000001"
@@ -141,3 +142,13 @@ def test_max_and_unsupported_follow(affinity_engine):
                                            (100, "100")])
 def test_priority_is_written_as_the_engine_divides_it(priority, text):
     assert affinity.priority_text(priority) == text
+
+
+def test_generated_groups_are_served_and_none_is_broken():
+    snapshot = generate_snapshot(10, 80, seed=4, clusters=2, affinity_groups=8)
+    with SimulatedEngine(snapshot) as sim, connection(sim) as conn:
+        clusters = conn.system_service().clusters_service()
+        served = [g for c in snapshot["clusters"]
+                  for g in clusters.cluster_service(c["id"]).affinity_groups_service().list()]
+    assert sorted(g.id for g in served) == sorted(g["id"] for g in snapshot["affinity_groups"])
+    assert not any(g.broken for g in served)

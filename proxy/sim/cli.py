@@ -26,6 +26,8 @@ def build_parser():
     parser.add_argument("--clusters", type=int, default=1, help="with --generate: clusters (default 1)")
     parser.add_argument("--pressure-hosts", type=int, default=1,
                         help="with --generate: hosts with under 500 MB free (default 1)")
+    parser.add_argument("--affinity-groups", type=int, default=0, metavar="N",
+                        help="with --generate: affinity groups the placement satisfies (default 0)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
     parser.add_argument("--user", default="admin@internal", help="SSO user (default admin@internal)")
@@ -60,7 +62,8 @@ def main(argv=None):
 def _snapshot(args):
     if args.generate:
         return generate_snapshot(*args.generate, seed=args.seed, clusters=args.clusters,
-                                 pressure_hosts=args.pressure_hosts)
+                                 pressure_hosts=args.pressure_hosts,
+                                 affinity_groups=args.affinity_groups)
     return load_snapshot(args.snapshot)
 
 
