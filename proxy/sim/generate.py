@@ -117,8 +117,7 @@ class _Placement:
                 self.busy_of[h["cluster"]].append(h["id"])
 
     def some_vms(self, rng, host, low, high):
-        ids = self.running[host]
-        return rng.sample(ids, min(len(ids), rng.randint(low, high)))
+        return _some(rng, self.running[host], low, high)
 
     def peers(self, host):
         return [h for h in self.hosts_of[self.cluster_of[host]] if h != host]
@@ -148,6 +147,11 @@ def _make_groups(rng, count, host_list, vm_list):
     return groups
 
 
+def _some(rng, items, low, high):
+    """Between `low` and `high` of `items` (all of them when there are fewer), in random order."""
+    return rng.sample(items, min(len(items), rng.randint(low, high)))
+
+
 # Each maker returns (cluster id, whether the rule is VM-to-VM, positive, VM ids, host ids),
 # or None when the placement offers no such group.
 
@@ -166,7 +170,7 @@ def _apart(rng, p):
     if not spread:
         return None
     cluster = rng.choice(spread)
-    hosts = rng.sample(p.busy_of[cluster], min(len(p.busy_of[cluster]), rng.randint(2, 4)))
+    hosts = _some(rng, p.busy_of[cluster], 2, 4)
     return cluster, True, False, [rng.choice(p.running[h]) for h in hosts], []
 
 
@@ -189,4 +193,4 @@ def _off_hosts(rng, p):
     host = rng.choice(busy)
     peers = p.peers(host)
     return (p.cluster_of[host], False, False, p.some_vms(rng, host, 1, 3),
-            rng.sample(peers, min(len(peers), rng.randint(1, 2))))
+            _some(rng, peers, 1, 2))
