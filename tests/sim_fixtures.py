@@ -2,6 +2,8 @@
 
 sim_engine: a started SimulatedEngine serving config/cluster-small.json on a free loopback
 port, stopped after the test.  small_snapshot: that snapshot (validated, defaults filled in).
+affinity_engine and affinity_snapshot: the same for config/cluster-affinity.json (affinity
+groups, a label and events).
 bound_engine: sim_engine with proxy.engine bound to it (its URL and credentials, no
 deadline), unbound after the test.  connection(), raw() and login() talk to a simulated
 engine through the SDK or plain HTTP.
@@ -19,6 +21,7 @@ from proxy.sim import SimulatedEngine
 from proxy.snapshot import load_snapshot
 
 SMALL_SNAPSHOT = Path(__file__).resolve().parent.parent / "config" / "cluster-small.json"
+AFFINITY_SNAPSHOT = SMALL_SNAPSHOT.with_name("cluster-affinity.json")
 
 
 @pytest.fixture
@@ -27,12 +30,26 @@ def small_snapshot():
 
 
 @pytest.fixture
-def sim_engine(small_snapshot):
-    sim = SimulatedEngine(small_snapshot).start()
+def affinity_snapshot():
+    return load_snapshot(AFFINITY_SNAPSHOT)
+
+
+def _serve(snapshot):
+    sim = SimulatedEngine(snapshot).start()
     try:
         yield sim
     finally:
         sim.stop()
+
+
+@pytest.fixture
+def sim_engine(small_snapshot):
+    yield from _serve(small_snapshot)
+
+
+@pytest.fixture
+def affinity_engine(affinity_snapshot):
+    yield from _serve(affinity_snapshot)
 
 
 @pytest.fixture

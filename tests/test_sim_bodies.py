@@ -71,6 +71,8 @@ def test_clusters_and_api_root(sim_engine, small_snapshot):
         assert [c.name for c in clusters] == ["Default"]
         assert clusters[0].memory_policy.over_commit.percent == 100
         assert conn.system_service().get().product_info.version.major == 4
+    assert all(f'rel="{rel}"' in bodies.api_root() for rel in ("affinitylabels", "events", "hosts"))
+    assert clusters[0].affinity_groups.href.endswith(f"/clusters/{clusters[0].id}/affinitygroups")
 
 
 def test_stat_id_is_javas_name_based_uuid():

@@ -1,5 +1,7 @@
 """proxy.sim.cli: `ovirt-scheduler-proxy simulate`, run as a command."""
 
+import hashlib
+import json
 import selectors
 import signal
 import subprocess
@@ -50,6 +52,23 @@ def test_cli_writes_a_generated_snapshot(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert load_snapshot(out) == generate_snapshot(12, 150, seed=3)
+
+
+def test_generate_writes_affinity_groups_when_asked(tmp_path):
+    out = tmp_path / "groups.json"
+    assert cli.main(["--generate", "8", "60", "--affinity-groups", "5", "--out", str(out)]) == 0
+    assert load_snapshot(out) == generate_snapshot(8, 60, affinity_groups=5)
+    assert len(json.loads(out.read_text())["affinity_groups"]) == 5
+
+
+def test_without_groups_a_written_snapshot_keeps_its_exact_text(tmp_path):
+    # The hash of this file as written before affinity groups existed: they must not change
+    # the snapshots (and benchmark figures) people already have for a seed.
+    out = tmp_path / "g.json"
+    assert cli.main(["--generate", "6", "40", "--seed", "5", "--out", str(out)]) == 0
+    assert "affinity_groups" not in json.loads(out.read_text())
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == \
+        "866a9d6f857c08ca2f07cf860bc0e0fa07759f086e9312ebe587151d0dfa322b"
 
 
 def test_a_broken_snapshot_is_exit_status_2_with_the_reason(tmp_path, capsys):

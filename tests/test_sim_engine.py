@@ -241,3 +241,29 @@ def test_a_large_cluster_is_served_fast():
             assert response.status == 200 and time.monotonic() - start < 1.0, path
         assert body.count(b"<status>up</status>") == sum(v["status"] == "up" for v in snapshot["vms"])
         conn.close()
+
+
+# --- affinity and events controls --------------------------------------------------------------
+
+def test_set_affinity_groups_and_labels_validate_and_take_effect(affinity_engine, affinity_snapshot):
+    groups, label = affinity_snapshot["affinity_groups"], affinity_snapshot["affinity_labels"][0]
+    affinity_engine.set_affinity_groups(groups[:1])
+    with connection(affinity_engine) as conn:
+        cluster = conn.system_service().clusters_service().list()[0]
+        assert [g.name for g in conn.follow_link(cluster.affinity_groups)] == ["web-spread"]
+    with pytest.raises(SnapshotError, match=r"affinity_groups\[0\] \(web-spread\): vms_rule: "
+                                            r"enforcing: must be true or false"):
+        affinity_engine.set_affinity_groups([{**groups[0], "vms_rule": {"enforcing": "yes"}}])
+    affinity_engine.set_affinity_groups([{**groups[1], "vm_labels": [label["id"]]}])
+    with pytest.raises(SnapshotError, match=r"vm_labels\[0\]: must be the id of an affinity label"):
+        affinity_engine.set_affinity_labels([])  # a group still names the label
+    assert affinity_engine.snapshot()["affinity_labels"] == [label]
+    assert [g["name"] for g in affinity_engine.snapshot()["affinity_groups"]] == ["db-with-app"]
+
+
+def test_add_event_validates_as_the_snapshot_does(affinity_engine):
+    with pytest.raises(SnapshotError, match=r"events\[7\]: vm: must be the id of a VM in the snapshot"):
+        affinity_engine.add_event(63, "Migration completed", vm="nope")
+    with pytest.raises(SnapshotError, match=r"events\[7\]: time: must be ISO-8601 text with a UTC offset"):
+        affinity_engine.add_event(63, "Migration completed", time="yesterday")
+    assert len(affinity_engine.snapshot()["events"]) == 7

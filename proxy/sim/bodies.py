@@ -52,7 +52,8 @@ def fault(detail, reason="Operation Failed"):
 
 
 def api_root():
-    links = "".join(f'<link href="{API}/{c}" rel="{c}"/>' for c in ("clusters", "hosts", "vms"))
+    links = "".join(f'<link href="{API}/{c}" rel="{c}"/>'
+                    for c in ("affinitylabels", "clusters", "events", "hosts", "vms"))
     return (f"<api>{links}<product_info><name>oVirt Engine (simulated)</name>"
             "<vendor>ovirt.org</vendor><version><build>0</build><full_version>4.5-sim</full_version>"
             "<major>4</major><minor>5</minor><revision>0</revision></version></product_info></api>")
@@ -187,6 +188,7 @@ def vm_body(v, host_ref):
 def cluster_xml(c):
     cid = c["id"]
     return (f'<cluster href="{API}/clusters/{cid}" id="{cid}"><name>{escape(c["name"])}</name>'
+            f'<link href="{API}/clusters/{cid}/affinitygroups" rel="affinitygroups"/>'
             f"<cpu><architecture>x86_64</architecture><type>Intel Nehalem Family</type></cpu>"
             f'<memory_policy><over_commit><percent>{c["memory_overcommit"]}</percent></over_commit>'
             f"</memory_policy><version><major>4</major><minor>7</minor></version></cluster>")

@@ -6,7 +6,7 @@ import signal
 import sys
 import threading
 
-from ..snapshot import load_snapshot
+from ..snapshot import compact, load_snapshot
 from .engine import SimulatedEngine
 from .generate import generate_snapshot
 
@@ -26,6 +26,8 @@ def build_parser():
     parser.add_argument("--clusters", type=int, default=1, help="with --generate: clusters (default 1)")
     parser.add_argument("--pressure-hosts", type=int, default=1,
                         help="with --generate: hosts with under 500 MB free (default 1)")
+    parser.add_argument("--affinity-groups", type=int, default=0, metavar="N",
+                        help="with --generate: affinity groups the placement satisfies (default 0)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
     parser.add_argument("--user", default="admin@internal", help="SSO user (default admin@internal)")
@@ -43,7 +45,8 @@ def main(argv=None):
         snapshot = _snapshot(args)
         if args.out:
             with open(args.out, "w") as f:
-                json.dump(snapshot, f, indent=1)
+                # Without empty sections, a file is the same as before affinity and events existed.
+                json.dump(compact(snapshot), f, indent=1)
                 f.write("\n")
             return 0
         engine = SimulatedEngine(snapshot, host=args.host, port=args.port, user=args.user,
@@ -59,7 +62,8 @@ def main(argv=None):
 def _snapshot(args):
     if args.generate:
         return generate_snapshot(*args.generate, seed=args.seed, clusters=args.clusters,
-                                 pressure_hosts=args.pressure_hosts)
+                                 pressure_hosts=args.pressure_hosts,
+                                 affinity_groups=args.affinity_groups)
     return load_snapshot(args.snapshot)
 
 

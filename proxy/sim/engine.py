@@ -2,26 +2,29 @@
 
 The real, unmodified ovirtsdk4 works against it (docs/ENGINE_API.md is the spec): SSO login
 and logout, bearer tokens with 401 renewal, hosts/VMs/clusters with their statistics,
-`follow=statistics`, a subset of the search language, faults and 404s.  The data comes
-from a cluster snapshot (JSON, the format of `proxy.snapshot`); tests change it between
-calls (`move_vm`, `update_host`...) and inject failures (`fail_next`, `delay`).
+`follow=statistics`, affinity groups and labels, the audit log's events, a subset of the
+search language, faults and 404s.  The data comes from a cluster snapshot (JSON, the format
+of `proxy.snapshot`); tests change it between calls (`move_vm`, `update_host`,
+`set_affinity_groups`, `add_event`...) and inject failures (`fail_next`, `delay`).
 
-The HTTP side is in `httpd`, the XML documents in `bodies`, the search language in
-`search`.  Free memory is served exactly (the engine steps it by whole percents), so
+The HTTP side is in `httpd`, the XML documents in `bodies` (affinity in `affinity`, events
+in `events`), the search language in `search`.  Free memory is served exactly (the engine steps it by whole percents), so
 memory thresholds can be tested to the MiB.
 
 Run it: `ovirt-scheduler-proxy simulate --snapshot config/cluster-small.json` prints the API URL.
 """
 
 import collections
+import datetime
 import json
-import re
 import secrets
 import threading
 import time
 
-from ..snapshot import HOST_STATUSES, VM_STATUSES, validate_host, validate_snapshot, validate_vm
-from . import bodies, search
+from ..snapshot import (HOST_STATUSES, VM_STATUSES, validate_affinity_groups,
+                        validate_affinity_labels, validate_events, validate_host,
+                        validate_snapshot, validate_vm)
+from . import affinity, bodies, events, search
 from .httpd import SSO_LOGOUT, EngineServer
 
 __all__ = ["SimulatedEngine", "Request"]
@@ -43,6 +46,10 @@ class _State:
         self.clusters = {c["id"]: c for c in snapshot["clusters"]}
         self.hosts = {h["id"]: h for h in snapshot["hosts"]}
         self.vms = {v["id"]: v for v in snapshot["vms"]}
+        self.groups = {g["id"]: g for g in snapshot["affinity_groups"]}
+        self.labels = {x["id"]: x for x in snapshot["affinity_labels"]}
+        self.events = snapshot["events"]  # oldest first
+        self.event_fields = events.search_fields(self)
         self.on_host = {hid: set() for hid in self.hosts}  # host id -> ids of VMs placed there
         for v in self.vms.values():
             if v["host"]:
@@ -68,9 +75,10 @@ class _State:
         self.cluster_fields = {"id": F("id", lambda c: c["id"]), "name": F("text", lambda c: c["name"])}
 
     def snapshot(self):
-        return json.loads(json.dumps({"clusters": list(self.clusters.values()),
-                                      "hosts": list(self.hosts.values()),
-                                      "vms": list(self.vms.values())}))
+        return json.loads(json.dumps({
+            "clusters": list(self.clusters.values()), "hosts": list(self.hosts.values()),
+            "vms": list(self.vms.values()), "affinity_groups": list(self.groups.values()),
+            "affinity_labels": list(self.labels.values()), "events": self.events}))
 
     def summary(self, host_id):
         statuses = [self.vms[v]["status"] for v in self.on_host[host_id]]
@@ -110,7 +118,7 @@ class SimulatedEngine:
     included), `logins` (tokens granted), `failed_logins`, `logouts`, and `requests`, the
     recent API requests as Request(method, path, query dict, status).  Controls: `delay`
     (seconds before every answer), fail_next(), revoke_tokens(), move_vm(), update_host(),
-    update_vm().  Thread-safe: one lock guards the state, the counters and the cache.
+    update_vm(), set_affinity_groups(), set_affinity_labels(), add_event().  Thread-safe: one lock guards the state, the counters and the cache.
     """
 
     def __init__(self, snapshot, *, host="127.0.0.1", port=0, user="admin@internal",
@@ -241,6 +249,34 @@ class SimulatedEngine:
             self._check_unique_name(s.vms, new, "VM")
             self._place(old, new, new["host"])
 
+    def set_affinity_groups(self, groups):
+        """Replaces every affinity group by `groups` (the snapshot format, validated as on load)."""
+        with self._lock:
+            s = self._state
+            s.groups = validate_affinity_groups(groups, s.clusters, s.hosts, s.vms, s.labels)
+
+    def set_affinity_labels(self, labels):
+        """Replaces every affinity label; the groups' label ids must still name labels."""
+        with self._lock:
+            s = self._state
+            new = validate_affinity_labels(labels, s.hosts, s.vms)
+            validate_affinity_groups(list(s.groups.values()), s.clusters, s.hosts, s.vms, new)
+            s.labels = new
+
+    def add_event(self, code, description, *, vm=None, host=None, time=None, severity="normal"):
+        """Appends an audit-log event with the next id and returns it as served.
+
+        `time` is ISO-8601 text with a UTC offset (default: now); `host` is a migration's
+        source host.  Validated as the snapshot's events are.
+        """
+        with self._lock:
+            s = self._state
+            raw = {"id": s.events[-1]["id"] + 1 if s.events else 1, "code": code,
+                   "time": time or datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                   "description": description, "vm": vm, "host": host, "severity": severity}
+            s.events = validate_events([*s.events, raw], s.hosts, s.vms)
+            return dict(s.events[-1])
+
     def _check_unique_name(self, entities, new, what):
         for other in entities.values():
             if other["name"] == new["name"] and other["id"] != new["id"]:
@@ -313,6 +349,14 @@ class SimulatedEngine:
         s = self._state
         if not parts:
             return 200, bodies.api_root()
+        if parts[0] == "affinitylabels":
+            return affinity.labels_answer(s, parts[1:], query)
+        if parts[0] == "events":
+            return events.answer(s, parts[1:], query)
+        if parts[:1] == ["clusters"] and parts[2:3] == ["affinitygroups"]:
+            if parts[1] not in s.clusters:
+                return 404, ""
+            return affinity.groups_answer(s, parts[1], parts[3:], query)
         kind = parts[0][:-1]  # hosts -> host
         entities = {"hosts": s.hosts, "vms": s.vms, "clusters": s.clusters}.get(parts[0])
         if entities is None or len(parts) > 4:
@@ -337,24 +381,15 @@ class SimulatedEngine:
 
     @staticmethod
     def _follow(query, kind):
-        wanted = {f.strip() for f in query.get("follow", "").split(",")} - {""}
         allowed = {"statistics"} if kind in ("host", "vm") else set()
-        if wanted - allowed:
-            raise ValueError(f"follow={','.join(sorted(wanted - allowed))} is not supported "
-                             f"for {kind}s by the simulated engine")
-        return "statistics" in wanted
+        return "statistics" in search.follow(query, f"{kind}s", allowed)
 
     def _collection(self, kind, entities, query, follow):
         s = self._state
-        limit = query.get("max")
-        if limit is not None:
-            if not re.fullmatch(r"-?\d+", limit.strip()):
-                raise ValueError(f"max must be a whole number, got {limit!r}")
-            limit = int(limit) if int(limit) >= 0 else None  # the engine treats -1 as no limit
         fields = {"host": s.host_fields, "vm": s.vm_fields, "cluster": s.cluster_fields}[kind]
-        case_sensitive = "case_sensitive" in query and query["case_sensitive"].lower() in ("", "true")
-        parsed = search.parse(query.get("search", ""), fields, case_sensitive=case_sensitive)
-        found = search.apply(parsed, entities.values(), fields, limit)
+        parsed = search.parse(query.get("search", ""), fields,
+                              case_sensitive=search.case_sensitive(query))
+        found = search.apply(parsed, entities.values(), fields, search.limit(query))
         if kind == "cluster":
             items = [bodies.cluster_xml(c) for c in found]
         else:

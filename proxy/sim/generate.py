@@ -16,15 +16,19 @@ _OS_TYPES = ("rhel_9x64", "rhel_8x64", "windows_2019x64", "ubuntu_22_04", "other
 _HOST_RESERVED_MB = 4096  # memory the host itself uses (VDSM, the kernel...)
 
 
-def generate_snapshot(hosts, vms, *, seed=0, clusters=1, pressure_hosts=1):
+def generate_snapshot(hosts, vms, *, seed=0, clusters=1, pressure_hosts=1, affinity_groups=0):
     """A valid snapshot of `hosts` hosts and `vms` VMs, the same for the same arguments.
 
     `pressure_hosts` hosts (up, at least three VMs each when there are enough) have less
     than 500 MiB free, so a memory balancer finds work; every other up host keeps at least
     10 % of its memory free.  About 8 % of the VMs are down, and so are VMs that fit nowhere.
+    `affinity_groups` groups of a few running VMs each (VM-to-VM positive or negative, or
+    VM-to-host), enforcing or not, are all satisfied by the placement: none is broken.
     """
-    if hosts < 1 or vms < 0 or clusters < 1 or not 0 <= pressure_hosts <= hosts:
-        raise ValueError("need hosts >= 1, vms >= 0, clusters >= 1 and 0 <= pressure_hosts <= hosts")
+    if (hosts < 1 or vms < 0 or clusters < 1 or not 0 <= pressure_hosts <= hosts
+            or affinity_groups < 0):
+        raise ValueError("need hosts >= 1, vms >= 0, clusters >= 1, 0 <= pressure_hosts <= hosts "
+                         "and affinity_groups >= 0")
     rng = random.Random(seed)
     cluster_list = [{"id": _new_id(rng), "name": "Default" if i == 0 else f"cluster{i + 1}"}
                     for i in range(clusters)]
@@ -35,7 +39,10 @@ def generate_snapshot(hosts, vms, *, seed=0, clusters=1, pressure_hosts=1):
         spare = h["memory_mb"] - _HOST_RESERVED_MB - committed[i]
         h["max_scheduling_memory_mb"] = max(0, spare)
         h["free_memory_mb"] = rng.randint(64, 480) if i in pressured else spare
-    return validate_snapshot({"clusters": cluster_list, "hosts": host_list, "vms": vm_list})
+    # Drawn last, so snapshots without groups are what they were before groups existed.
+    groups = _make_groups(rng, affinity_groups, host_list, vm_list)
+    return validate_snapshot({"clusters": cluster_list, "hosts": host_list, "vms": vm_list,
+                              "affinity_groups": groups})
 
 
 # The helpers draw from `rng` in a fixed order: changing it changes every generated snapshot.
@@ -86,3 +93,104 @@ def _make_vms(rng, count, host_list, room, pressured, cluster_list):
             vm["cluster"] = rng.choice(cluster_list)["id"]
         vm_list.append(vm)
     return vm_list, committed
+
+
+
+_OFF = {"enabled": False, "positive": False, "enforcing": False}
+
+
+class _Placement:
+    """Where the generated VMs run, per host and per cluster, for choosing group members."""
+
+    def __init__(self, host_list, vm_list):
+        self.running = {h["id"]: [] for h in host_list}  # host id -> ids of VMs running there
+        for v in vm_list:
+            if v["host"]:
+                self.running[v["host"]].append(v["id"])
+        self.cluster_of = {h["id"]: h["cluster"] for h in host_list}
+        self.hosts_of = {}  # cluster id -> its host ids, and those running VMs
+        self.busy_of = {}
+        for h in host_list:
+            self.hosts_of.setdefault(h["cluster"], []).append(h["id"])
+            self.busy_of.setdefault(h["cluster"], [])
+            if self.running[h["id"]]:
+                self.busy_of[h["cluster"]].append(h["id"])
+
+    def some_vms(self, rng, host, low, high):
+        return _some(rng, self.running[host], low, high)
+
+    def peers(self, host):
+        return [h for h in self.hosts_of[self.cluster_of[host]] if h != host]
+
+
+def _make_groups(rng, count, host_list, vm_list):
+    """`count` affinity groups that the placement satisfies (no VM moves for them)."""
+    if not count:
+        return []
+    placement = _Placement(host_list, vm_list)
+    makers = (_together, _apart, _on_hosts, _off_hosts)
+    groups = []
+    for n in range(count):
+        start, enforcing = rng.randrange(len(makers)), rng.random() < 0.5
+        # The first kind the placement allows, from a random one on.
+        for make in makers[start:] + makers[:start]:
+            made = make(rng, placement)
+            if made:
+                break
+        else:  # nothing runs: an empty group breaks nothing
+            made = (host_list[0]["cluster"], True, True, [], [])
+        cluster, on_vms, positive, members, hosts = made
+        rule = {"enabled": True, "positive": positive, "enforcing": enforcing}
+        groups.append({"id": _new_id(rng), "name": f"affinity{n + 1}", "cluster": cluster,
+                       "vms_rule": rule if on_vms else _OFF, "hosts_rule": _OFF if on_vms else rule,
+                       "vms": members, "hosts": hosts})
+    return groups
+
+
+def _some(rng, items, low, high):
+    """Between `low` and `high` of `items` (all of them when there are fewer), in random order."""
+    return rng.sample(items, min(len(items), rng.randint(low, high)))
+
+
+# Each maker returns (cluster id, whether the rule is VM-to-VM, positive, VM ids, host ids),
+# or None when the placement offers no such group.
+
+def _together(rng, p):
+    """VMs running on one host: a positive VM-to-VM group."""
+    crowded = [h for h, ids in p.running.items() if len(ids) >= 2]
+    if not crowded:
+        return None
+    host = rng.choice(crowded)
+    return p.cluster_of[host], True, True, p.some_vms(rng, host, 2, 4), []
+
+
+def _apart(rng, p):
+    """One VM from each of a few hosts of a cluster: a negative VM-to-VM group."""
+    spread = [c for c, busy in p.busy_of.items() if len(busy) >= 2]
+    if not spread:
+        return None
+    cluster = rng.choice(spread)
+    hosts = _some(rng, p.busy_of[cluster], 2, 4)
+    return cluster, True, False, [rng.choice(p.running[h]) for h in hosts], []
+
+
+def _on_hosts(rng, p):
+    """VMs of one host, kept on it (and maybe on a peer): a positive VM-to-host group."""
+    busy = [h for h, ids in p.running.items() if ids]
+    if not busy:
+        return None
+    host = rng.choice(busy)
+    peers = p.peers(host)
+    hosts = [host] + ([rng.choice(peers)] if peers and rng.random() < 0.5 else [])
+    return p.cluster_of[host], False, True, p.some_vms(rng, host, 1, 3), hosts
+
+
+def _off_hosts(rng, p):
+    """VMs of one host, kept off some of its peers: a negative VM-to-host group."""
+    busy = [h for h, ids in p.running.items() if ids and len(p.hosts_of[p.cluster_of[h]]) > 1]
+    if not busy:
+        return None
+    host = rng.choice(busy)
+    peers = p.peers(host)
+    return (p.cluster_of[host], False, False, p.some_vms(rng, host, 1, 3),
+            _some(rng, peers, 1, 2))

@@ -5,6 +5,8 @@
 §5): AND binds tighter than OR, conditions side by side are ANDed, `*` is a wildcard, text
 is compared case-insensitively unless `case_sensitive=true`, and an entity whose field is
 unset (a down VM's host) matches no condition at all, not even `!=`.
+
+The other list parameters are read here too: `max` (limit), `case_sensitive`, `follow`.
 """
 
 import re
@@ -17,7 +19,8 @@ class SearchError(ValueError):
 
 @dataclass(frozen=True)
 class Field:
-    kind: str  # "id" (exact), "text" (wildcards), "enum" (one of `values`), "int"
+    kind: str  # "id" (exact), "text" (wildcards), "enum" (one of `values`), "int", "code"
+    #            (an int taking only = and !=, as the engine's event `type`)
     get: object  # entity dict -> value or None
     values: frozenset = frozenset()
 
@@ -55,9 +58,10 @@ def _predicate(fields, name, op, value, case_sensitive):
     if spec is None:
         raise SearchError(f"unknown search field {name!r} (known: {', '.join(sorted(fields))})")
     get = spec.get
-    if spec.kind == "int":
-        if op not in ("=", "!=", "<", ">", "<=", ">="):
-            raise SearchError(f"{name}{op}{value}: unsupported operator")
+    if spec.kind in ("int", "code"):
+        if op not in (("=", "!=") if spec.kind == "code" else ("=", "!=", "<", ">", "<=", ">=")):
+            raise SearchError(f"{name}{op}{value}: {name} only takes = and !="
+                              if spec.kind == "code" else f"{name}{op}{value}: unsupported operator")
         try:
             n = int(value)
         except ValueError:
@@ -156,3 +160,29 @@ def apply(query, entities, fields, limit=None):
     if query.page is not None and limit is not None:
         found = found[(query.page - 1) * limit:]
     return found if limit is None else found[:limit]
+
+
+# --- the other list parameters -------------------------------------------------------------
+
+def limit(query):
+    """The `max` parameter: a count, or None for no limit (absent or negative)."""
+    value = query.get("max")
+    if value is None:
+        return None
+    if not re.fullmatch(r"-?\d+", value.strip()):
+        raise ValueError(f"max must be a whole number, got {value!r}")
+    return int(value) if int(value) >= 0 else None  # the engine treats -1 as no limit
+
+
+def case_sensitive(query):
+    """Whether `case_sensitive` asks for it (true or empty); off by default (docs/ENGINE_API.md §5)."""
+    return "case_sensitive" in query and query["case_sensitive"].lower() in ("", "true")
+
+
+def follow(query, what, allowed):
+    """The link names `follow=a,b` asks for; one outside `allowed` is a ValueError (400)."""
+    wanted = {f.strip() for f in query.get("follow", "").split(",")} - {""}
+    if wanted - allowed:
+        raise ValueError(f"follow={','.join(sorted(wanted - allowed))} is not supported "
+                         f"for {what} by the simulated engine")
+    return wanted
