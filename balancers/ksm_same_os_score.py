@@ -23,8 +23,25 @@ def scores(host_ids, vm, vms):
             if (other.host_id in same and other.id != vm.id and _common.is_up(other)
                     and other.os_type == vm.os_type):
                 same[other.host_id] += 1
-    best = max(same.values(), default=0)
-    return [(h, best - same[h]) for h in host_ids]
+    return ranked(host_ids, same)
+
+
+def ranked(host_ids, same):
+    """Scores from {host id: same-OS VM count}: the best host 0, the others how many fewer."""
+    host_ids = _common.unique(host_ids)
+    best = max((same.get(h, 0) for h in host_ids), default=0)
+    return [(h, best - same.get(h, 0)) for h in host_ids]
+
+
+def same_os_counts(snap, host_ids, vm):
+    """{host id: up VMs of vm's OS on it, vm itself not counted}, from the snapshot's per-host
+    OS counts: the cost is the hosts given, not the VMs they run."""
+    if vm.os_type is None:
+        return {}
+    counts = {h: snap.running_by_os(h).get(vm.os_type, 0) for h in host_ids}
+    if vm.host_id in counts and _common.is_up(vm):
+        counts[vm.host_id] -= 1
+    return counts
 
 
 class ksm_same_os_score:
@@ -41,5 +58,4 @@ class ksm_same_os_score:
         target = snap.vms.get(vm)
         if target is None:
             raise LookupError(f"VM {vm} is not known to the engine")
-        # Only the VMs on the candidate hosts: every VM of a big engine would cost per call.
-        return scores(hosts, target, _common.running_on(snap, _common.hosts_of(snap, hosts)))
+        return ranked(hosts, same_os_counts(snap, hosts, target))

@@ -18,6 +18,9 @@ from . import engine, readers, snapshot, state
 
 log = logging.getLogger("proxy.holding")
 
+# A read of a big engine takes a core for a second or more; unit calls come first.
+READER_NICENESS = 10
+
 
 class Read:
     """One refresh in progress: the reading child and what it has sent so far."""
@@ -47,6 +50,7 @@ def read_in_child(write_fd, settings, refresh):
     """The body of the reading child: read, answer on write_fd, never return."""
     code = 0
     try:
+        os.nice(READER_NICENESS)
         engine.bind(settings, token=refresh.token, deadline=time.monotonic() + refresh.timeout)
         try:
             with engine.connect() as conn:
@@ -75,10 +79,9 @@ def adopt(snap, *, static=False, stale_limit=60.0):
 
     Its indexes are built here, once, rather than in each worker; gc.freeze() keeps the
     collector from walking (and so writing to, and copying) its pages in every worker.
+    (No gc.collect() first: the old snapshot goes by reference counting, and a full
+    collection here would stall the fork server's loop.)
     """
-    snap.vms_on(None)
-    snap.groups_of(None)
-    engine.hold(snap, static=static, stale_limit=stale_limit)
-    gc.collect()
+    engine.hold(snap.warm(), static=static, stale_limit=stale_limit)
     gc.freeze()
-    log.info("engine state %s", snap.summary())
+    log.debug("holding engine state %s", snap.summary())

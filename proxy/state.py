@@ -11,6 +11,7 @@ Sizes are bytes; CPU figures are percent; statuses are the API's lower-case valu
 
 import dataclasses
 import functools
+import sys
 import time
 
 MIB = 1024 * 1024
@@ -103,6 +104,10 @@ class Snapshot:
         """The VMs placed on a host (any status), in the engine's order."""
         return self._by_host.get(host_id, ())
 
+    def running_by_os(self, host_id):
+        """{OS type: VMs up on the host}; what a same-OS (KSM) score needs, without the VMs."""
+        return self._os_by_host.get(host_id, {})
+
     def groups_of(self, vm_id):
         """The affinity groups a VM is a direct member of."""
         return self._groups_by_vm.get(vm_id, ())
@@ -114,6 +119,21 @@ class Snapshot:
             if vm.host_id is not None:
                 by_host.setdefault(vm.host_id, []).append(vm)
         return {h: tuple(v) for h, v in by_host.items()}
+
+    @functools.cached_property
+    def _os_by_host(self):
+        counts = {}
+        for host_id, vms in self._by_host.items():
+            for vm in vms:
+                if vm.status == "up":
+                    per_host = counts.setdefault(host_id, {})
+                    per_host[vm.os_type] = per_host.get(vm.os_type, 0) + 1
+        return counts
+
+    def warm(self):
+        """Build every index now: in the fork server, once, not in each worker."""
+        self.vms_on(None), self.running_by_os(None), self.groups_of(None)
+        return self
 
     @functools.cached_property
     def _groups_by_vm(self):
@@ -147,10 +167,13 @@ def from_document(doc, *, version, source, read_at=None):
                   cpu_usage=float(h["cpu_load"]), cpu_cores=h["cpu_cores"], cpu_threads=h["cpu_threads"],
                   active_vms=up_on.get(h["id"], 0))
              for h in doc["hosts"]]
-    vms = [Vm(id=v["id"], name=v["name"], status=v["status"], host_id=v["host"],
+    shared = sys.intern  # values many VMs repeat: one string object each
+    vms = [Vm(id=v["id"], name=v["name"], status=shared(v["status"]),
+              host_id=v["host"] and shared(v["host"]),
               memory=v["memory_mb"] * MIB, guaranteed_memory=v["guaranteed_memory_mb"] * MIB,
-              os_type=v["os_type"], cpu_usage=float(v["cpu_usage"]), vcpus=v["vcpus"],
-              cluster_id=v.get("cluster"), memory_usage=float(v.get("memory_usage", 50)))
+              os_type=shared(v["os_type"]), cpu_usage=float(v["cpu_usage"]), vcpus=v["vcpus"],
+              cluster_id=v.get("cluster") and shared(v["cluster"]),
+              memory_usage=float(v.get("memory_usage", 50)))
            for v in doc["vms"]]
     return Snapshot(
         version=version, read_at=time.time() if read_at is None else read_at, read_seconds=0.0,

@@ -169,4 +169,4 @@ def test_serve_snapshot_runs_the_units_on_a_file_with_no_engine(start_proxy):
     assert s.runLoadBalancing("host_memory_balance", SMALL_HOSTS, {"minimum_host_memoryMB": "500"}) == {
         "result_code": 0, "result": ["b0000000-0000-4000-8000-000000000004", SMALL_HOSTS[1:]],
         "plugin_errors": {}, "errors": []}
-    assert "units read the engine state in" in p.log() and "engine state version 1" in p.log()
+    assert "units read the engine state in" in p.log()

@@ -74,3 +74,15 @@ def _host_via_sdk_readers(h):
                                memory=h.memory, max_scheduling_memory=h.max_scheduling_memory,
                                active_vms=h.summary.active if h.summary is not None else None,
                                stats=readers.stats_of(h), cpu=h.cpu)
+
+
+def test_a_statistic_without_a_value_does_not_shift_the_others():
+    body = (b"<vms><vm id='v1'><name>a</name><status>up</status><statistics>"
+            b"<statistic id='s1'><name>migration.progress</name><values/></statistic>"
+            b"<statistic id='s2'><name>cpu.current.total</name><values><value><datum>12</datum>"
+            b"</value></values></statistic>"
+            b"<statistic id='s3'>\n  <name> memory.installed </name>\n  <values><value><datum> 100 </datum>"
+            b"</value><value><datum>7</datum></value></values></statistic>"
+            b"</statistics></vm></vms>")
+    [vm] = readers.vms_from_xml(body)
+    assert vm.cpu_usage == 12.0 and vm.name == "a"
