@@ -316,7 +316,7 @@ def _exit_code(status):
 def main():
     ctl = socket.socket(fileno=int(sys.argv[1]))
     boot = messages.from_wire(json.loads(sys.stdin.read()), messages.Boot)
-    logs.configure(boot.log_level, boot.log_file)
+    logs.configure(boot.log_level, boot.log_file, boot.log_format)
     _libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
     # No PDEATHSIG here: it fires when the *thread* that started us ends, and the server
     # starts fork servers from short-lived threads.  The control socket's EOF stops us instead.

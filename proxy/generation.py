@@ -43,6 +43,7 @@ class Reply:
     """A worker's answer: the unit's value or UnitError, and the SSO token it ended with."""
     value: object
     token: str | None = None
+    seconds: float | None = None  # from the batch's start to this answer (metrics); None: never started
 
 
 class Generation:
@@ -78,7 +79,7 @@ class Generation:
         boot = messages.Boot(
             folder=str(self.folder), spares=cfg.plugins.spare_workers,
             output_limit=cfg.plugins.output_limit, import_timeout=cfg.plugins.timeout,
-            log_level=cfg.log.level, log_file=cfg.log.file,
+            log_level=cfg.log.level, log_file=cfg.log.file, log_format=cfg.log.format,
             engine={"url": cfg.engine.url, "user": cfg.engine.user, "password": password,
                     "ca_file": cfg.engine.ca_file, "insecure": cfg.engine.insecure})
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -180,7 +181,7 @@ class Generation:
         exits when its socket closes, and that exit is best kept out of the answer's path.
         """
         replies = [None] * len(calls)
-        inflight, finished = {}, []
+        inflight, finished, begun = {}, [], time.monotonic()
         for i, call in enumerate(calls):
             started = self._start(call, deadline, token)
             if isinstance(started, Worker):
@@ -189,12 +190,14 @@ class Generation:
                 replies[i] = Reply(started)
         for sock, (i, w, msg) in self._collect(inflight, deadline):
             finished.append(sock)
-            replies[i] = self._reply(w, msg, deadline)
+            took = time.monotonic() - begun
+            replies[i] = dataclasses.replace(self._reply(w, msg, deadline), seconds=took)
         for sock, (i, w, _) in inflight.items():
             self._send(messages.Kill(w.pid))
             sock.close()
             replies[i] = Reply(UnitTimeout(f"did not answer within {self.config.plugins.timeout:g} s "
-                                           "(plugins.timeout); its process group was killed"))
+                                           "(plugins.timeout); its process group was killed"),
+                               seconds=time.monotonic() - begun)
         return replies, finished
 
     def _start(self, call, deadline, token):

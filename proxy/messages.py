@@ -54,6 +54,7 @@ class Boot:
     log_level: str
     log_file: str
     engine: dict  # engine.EngineSettings fields
+    log_format: str = "text"  # logs.FORMATS
 
 
 @dataclasses.dataclass(frozen=True)

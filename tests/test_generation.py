@@ -71,6 +71,23 @@ def test_output_limit_applies_to_the_answer_too(tmp_path):
         ex.stop()
 
 
+def test_each_reply_carries_its_own_duration(tmp_path):
+    (tmp_path / "u.py").write_text(
+        "import time\nclass quick:\n    def do_filter(self, hosts, vm, args):\n        return hosts\n"
+        "class slow:\n    def do_filter(self, hosts, vm, args):\n        time.sleep(0.5)\n        return hosts\n")
+    ex = make(tmp_path)
+    try:
+        catalog = ex.catalog()
+        calls = [executor.Call(catalog.find("filter", name), [HOSTS, "vm", {}]) for name in ("quick", "slow")]
+        replies, socks = ex.generation.run_batch(calls, time.monotonic() + TIMEOUT, None)
+        for sock in socks:
+            sock.close()
+    finally:
+        ex.stop()
+    quick, slow = (r.seconds for r in replies)
+    assert quick < 0.4 and 0.5 <= slow < TIMEOUT
+
+
 def test_ten_thousand_hosts_travel_both_ways(good):
     hosts = [f"00000000-0000-0000-0000-{i:012d}" for i in range(10_000)]
     assert call(good, "keep_all", "filter", [hosts, "vm", {}]) == hosts
