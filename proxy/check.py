@@ -22,7 +22,8 @@ from .errors import ConfigError, ProxyError
 from .executor import Executor
 
 ENGINE_TIMEOUT = 15.0  # seconds for the whole engine probe: login, API root, one host
-CA_HINT = "/etc/pki/ovirt-engine/ca.pem on the engine machine"
+CA_HINT = ("on the engine machine it is /etc/pki/ovirt-engine/ca.pem; elsewhere download "
+           "https://ENGINE/ovirt-engine/services/pki-resource?resource=ca-certificate&format=X509-PEM-CA")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +117,7 @@ def engine_finding(cfg, password, source="check"):
                                         "url in [engine] (https://ENGINE/ovirt-engine/api)")
     if e.ca_file and not os.access(e.ca_file, os.R_OK):
         problem = "cannot be read by user " + _user() if os.path.exists(e.ca_file) else "does not exist"
-        return Finding(False, "engine", f"engine.ca_file: {e.ca_file} {problem}; copy the engine's CA "
+        return Finding(False, "engine", f"engine.ca_file: {e.ca_file} {problem}; put the engine's CA "
                                         f"there ({CA_HINT})")
     if not password:
         return Finding(False, "engine", "no engine password: set engine.password_file (a file holding "

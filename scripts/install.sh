@@ -107,9 +107,21 @@ install_files() {
   fi
 }
 
+# The service runs as its own user with ProtectHome=yes: an interpreter under /root or
+# /home (pyenv, a user's build) would be out of its reach, and the virtualenv with it.
+system_python() {
+  local base
+  base=$("$PYTHON" -c 'import os, sys; print(os.path.realpath(sys.base_prefix))')
+  case "$base/" in
+    /root/*|/home/*) die "$PYTHON lives in $base, which the service cannot reach (ProtectHome=yes):" \
+                         "use the system's Python, e.g. make install PYTHON=/usr/bin/python3" ;;
+  esac
+}
+
 install_() {
   need_root "make install"
   prereqs
+  [ -n "$DESTDIR" ] || system_python  # a staging root: its packager chooses the interpreter
   echo "installing into $VENV (a few minutes the first time: the oVirt SDK is compiled)"
   install_venv
   install_files
@@ -124,7 +136,7 @@ install_() {
   cat <<EOF
 installed. Next:
   1. edit $CONFDIR/proxy.toml ([engine]: url, user, password_file, ca_file)
-  2. sudo -u $NAME $BINDIR/$NAME check --config $CONFDIR/proxy.toml
+  2. runuser -u $NAME -- $BINDIR/$NAME check --config $CONFDIR/proxy.toml
   3. systemctl daemon-reload && systemctl enable --now $NAME
 EOF
 }

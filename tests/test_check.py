@@ -56,7 +56,7 @@ def test_the_check_logs_out_of_its_own_session(tmp_path, sim_engine):
     ({"url": ""}, "engine.url is empty"),
     ({"password": "wrong"}, "refused the login for admin@internal"),
     ({"port": "closed"}, "cannot connect to the engine at http://127.0.0.1:"),
-    ({"ca_file": "missing-ca.pem"}, "missing-ca.pem does not exist; copy the engine's CA there"),
+    ({"ca_file": "missing-ca.pem"}, "missing-ca.pem does not exist; put the engine's CA there"),
     ({"password_file": "no-such-file"}, "engine.password_file: cannot read"),
     ({"password_file": ""}, "no engine password"),
     ({"tls": True}, "TLS with the engine at https://127.0.0.1:"),

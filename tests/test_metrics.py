@@ -128,7 +128,9 @@ def test_names_follow_the_prometheus_conventions():
             assert family.name.endswith("_seconds"), family.name
 
 
-def test_the_dashboard_uses_only_metrics_the_proxy_exports():
+@pytest.fixture(scope="module")
+def exported():
+    """Every series name the proxy can export (the executor's and the snapshot's included)."""
     ex = executor_support.make(PLUGINS / "basic")
     try:
         metrics.watch(ex)
@@ -139,10 +141,22 @@ def test_the_dashboard_uses_only_metrics_the_proxy_exports():
         metrics._state.snapshot = None
         ex.stop()
     # Counters and histograms with no sample yet are exported without samples: their series names.
-    exported = {s.name for f in families for s in f.samples} | {f.name + "_total" for f in families if f.type == "counter"}
-    exported |= {f"{f.name}_{end}" for f in families if f.type == "histogram" for end in ("bucket", "sum", "count")}
+    names = {s.name for f in families for s in f.samples} | {f.name + "_total" for f in families if f.type == "counter"}
+    return names | {f"{f.name}_{end}" for f in families if f.type == "histogram" for end in ("bucket", "sum", "count")}
+
+
+def mentioned(text):
+    return set(re.findall(r"\b(?:ovirt_scheduler_proxy|process)_[a-z_]*[a-z]", text))
+
+
+def test_the_dashboard_uses_only_metrics_the_proxy_exports(exported):
     dashboard = json.loads(DASHBOARD.read_text())
-    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
-    used = {name for e in exprs for name in re.findall(r"\b(?:ovirt_scheduler_proxy|process)_\w+", e)}
+    used = mentioned(" ".join(t["expr"] for panel in dashboard["panels"] for t in panel["targets"]))
     assert used and used <= exported, sorted(used - exported)
     assert {P + "calls_total", P + "unit_failures_total", P + "snapshot_age_seconds"} <= used
+
+
+def test_the_readme_names_only_metrics_the_proxy_exports(exported):
+    named = mentioned((ROOT / "README.md").read_text())
+    histograms = {n[:-len("_count")] for n in exported if n.endswith("_count")}
+    assert named and named <= exported | histograms, sorted(named - exported - histograms)
