@@ -13,6 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from .errors import ConfigError
+from .logs import FORMATS as LOG_FORMATS
 
 SHIPPED_PLUGINS = Path(__file__).resolve().parent.parent / "balancers"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -94,7 +95,7 @@ SETTINGS = (
             "--log-file"),
     Setting("log", "format", str, "text",
             "text (one line per record) or json (one JSON object per line, call records with their fields).",
-            "--log-format", _one_of("text", "json")),
+            "--log-format", _one_of(*LOG_FORMATS)),
     Setting("engine", "url", str, "",
             "oVirt engine API URL the units use, e.g. https://engine.example.com/ovirt-engine/api.",
             None, _url),

@@ -47,11 +47,11 @@ def alive(executor, serving):
     A dead fork server is replaced here, as the next engine call would replace it; if that
     fails (or hangs, so this never returns) the watchdog stops and systemd restarts the proxy.
     """
-    if not serving.is_alive():
-        return False
+    if not serving.is_alive() or executor.status()["fork_server_pid"] is None:
+        return False  # not serving, or stopping
     try:
         executor.catalog()  # replaces a dead fork server (and reloads changed plugin files)
-    except (ProxyError, AttributeError) as e:  # AttributeError: the executor was stopped meanwhile
+    except ProxyError as e:
         log.error("liveness check: %s", e)
         return False
     return executor.status()["fork_server_alive"]

@@ -55,7 +55,12 @@ class Notifier:
     def _watch(self, alive):
         quiet = False
         while not self.stopped.wait(self.interval):
-            if alive():
+            try:
+                ok = alive()
+            except Exception:  # this thread must outlive any failure: a failure is "not alive"
+                log.exception("liveness check failed")
+                ok = False
+            if ok:
                 self.send("WATCHDOG=1")
                 quiet = False
             elif not quiet:
