@@ -4,9 +4,21 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench list config clean
+# `make install` / `make uninstall` (as root): the proxy as a systemd service.  DESTDIR
+# installs into a staging root instead (tests, packaging); the others say where things go.
+DESTDIR     ?=
+PREFIX      ?= /opt/ovirt-scheduler-proxy
+CONFDIR     ?= /etc/ovirt-scheduler-proxy
+UNITDIR     ?= /etc/systemd/system
+SYSUSERSDIR ?= /etc/sysusers.d
+BINDIR      ?= /usr/local/bin
+INSTALL_SH  := PYTHON="$(PYTHON)" DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" CONFDIR="$(CONFDIR)" \
+               UNITDIR="$(UNITDIR)" SYSUSERSDIR="$(SYSUSERSDIR)" BINDIR="$(BINDIR)" config/install.sh
+
+.PHONY: run test bench list config clean prereqs install uninstall
 
 $(STAMP): setup.cfg pyproject.toml
+	@$(INSTALL_SH) prereqs
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
@@ -31,6 +43,17 @@ list: $(STAMP)
 
 config: $(STAMP)
 	$(BIN)/ovirt-scheduler-proxy config > config/proxy.toml
+
+## make prereqs: check for what compiling the oVirt SDK needs; prints the command that installs it.
+prereqs:
+	@$(INSTALL_SH) prereqs
+
+## make install / make uninstall: see README.md, "Connecting the engine".
+install:
+	@$(INSTALL_SH) install
+
+uninstall:
+	@$(INSTALL_SH) uninstall
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis

@@ -1,6 +1,7 @@
-"""Command line: `ovirt-scheduler-proxy serve|list|config|simulate` (also `python -m proxy`)."""
+"""Command line: `ovirt-scheduler-proxy serve|list|check|config|simulate` (also `python -m proxy`)."""
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -8,12 +9,14 @@ import select
 import signal
 import sys
 import threading
+import xmlrpc.client
 
+from . import check, health, logs, metrics, systemd
 from . import config as config_mod
-from . import logs
 from .errors import ConfigError, ProxyError
 from .executor import Executor
 from .protocol import EngineProtocol
+from .registry import UNIT_TYPES
 from .server import ProxyServer
 
 log = logging.getLogger("proxy")
@@ -47,10 +50,18 @@ def build_parser():
                        help="run the units on the engine state in this snapshot file (the --simulate "
                             "format), with no engine at all: for rehearsing decisions")
 
-    lst = sub.add_parser("list", help="list the policy units a plugin folder holds, and the rejected ones")
+    lst = sub.add_parser("list", help="list the policy units a plugin folder holds, and the rejected ones "
+                                      "(or, with --server, the units a running proxy serves)")
     lst.add_argument("--config", metavar="FILE")
     _add_setting_flags(lst, ["plugins.folder", "plugins.timeout"])
+    lst.add_argument("--server", metavar="URL", help="ask the proxy running at URL (its discover answer), "
+                                                     "e.g. http://127.0.0.1:18781/")
     lst.add_argument("--json", action="store_true", help="machine-readable output")
+
+    chk = sub.add_parser("check", help="check the configuration, log file, plugins and engine before "
+                                       "deploying; exit code 1 if anything is wrong")
+    chk.add_argument("--config", metavar="FILE", help="the configuration file `serve` will use")
+    _add_setting_flags(chk, flagged)
 
     sub.add_parser("config", help="print the default configuration file, every key commented")
 
@@ -68,6 +79,10 @@ def main(argv=None):
         if args.command == "config":
             sys.stdout.write(config_mod.render_default_file())
             return 0
+        if args.command == "check":
+            return check.run(args.config, _overrides(args))
+        if args.command == "list" and args.server:
+            return list_served(args.server, args.json)
         cfg = config_mod.load(args.config, _overrides(args))
         if args.command == "list":
             return list_units(cfg, args.json)
@@ -82,26 +97,12 @@ def main(argv=None):
 
 def list_units(cfg, as_json):
     logs.configure("WARNING", "")
-    if not cfg.plugin_folder.is_dir():
-        raise ConfigError(f"plugins.folder: {cfg.plugin_folder} is not a folder")
-    # Only the catalog is wanted: no worker to fork and kill.
-    executor = Executor(cfg.replace({"plugins.spare_workers": 0}), password="")
-    try:
-        catalog = executor.start()
-    finally:
-        executor.stop()
+    catalog = check.catalog_of(cfg)
     if as_json:
         json.dump({"folder": str(cfg.plugin_folder), **catalog.to_wire()}, sys.stdout, indent=2)
         print()
         return 0
-    print(f"Policy units in {cfg.plugin_folder}:")
-    if not catalog.units:
-        print("  (none)")
-    for u in catalog.units:
-        print(f"  {u.type:<8} {u.name}  ({u.module})")
-        print(f"           {u.description or '(no description: add a docstring to the do_ method)'}")
-        if u.properties:
-            print(f"           parameters: {u.properties}")
+    _print_units(f"Policy units in {cfg.plugin_folder}:", [dataclasses.asdict(u) for u in catalog.units])
     if catalog.rejections:
         print("Rejected:")
         for r in catalog.rejections:
@@ -109,10 +110,57 @@ def list_units(cfg, as_json):
     return 0
 
 
+LIST_TIMEOUT = 30.0  # seconds for a running proxy's discover answer
+
+
+def list_served(url, as_json):
+    """The units the proxy at url serves, from its discover answer (module and rejections
+    are not in it: `list` without --server shows them for a folder)."""
+    try:
+        answer = _server_proxy(url).discover()
+        units = [{"type": utype, "name": name, "description": desc, "properties": props}
+                 for utype, (_, key) in UNIT_TYPES.items() for name, (desc, props) in answer[key].items()]
+    except (OSError, xmlrpc.client.Error) as e:
+        raise ProxyError(f"cannot list the units of the proxy at {url}: {e}; is it running there "
+                         "(`systemctl status ovirt-scheduler-proxy`), and is the URL its server.host and "
+                         "server.port?") from None
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ProxyError(f"{url} answered discover, but not the way the proxy does: is it the proxy?") from None
+    if as_json:
+        json.dump({"server": url, "units": units}, sys.stdout, indent=2)
+        print()
+    else:
+        _print_units(f"Policy units served by {url}:", units)
+    return 0
+
+
+def _server_proxy(url):
+    base = xmlrpc.client.SafeTransport if url.startswith("https:") else xmlrpc.client.Transport
+
+    class Bounded(base):  # the standard transports wait forever for an answer
+        def make_connection(self, host):
+            conn = super().make_connection(host)
+            conn.timeout = LIST_TIMEOUT
+            return conn
+    return xmlrpc.client.ServerProxy(url, transport=Bounded())
+
+
+def _print_units(header, units):
+    print(header)
+    if not units:
+        print("  (none)")
+    for u in units:
+        print(f"  {u['type']:<8} {u['name']}" + (f"  ({u['module']})" if u.get("module") else ""))
+        print(f"           {u['description'] or '(no description: add a docstring to the do_ method)'}")
+        if u["properties"]:
+            print(f"           parameters: {u['properties']}")
+
+
 def serve(cfg, simulate=None, snapshot_file=None):
-    logs.configure(cfg.log.level, cfg.log.file)
+    logs.configure(cfg.log.level, cfg.log.file, cfg.log.format)
     if not cfg.plugin_folder.is_dir():
         raise ConfigError(f"plugins.folder: {cfg.plugin_folder} is not a folder")
+    notifier = systemd.Notifier()  # before any child starts: they must not inherit NOTIFY_SOCKET
     sim, password = None, None
     if simulate:
         sim = _simulated_engine(simulate)
@@ -122,30 +170,71 @@ def serve(cfg, simulate=None, snapshot_file=None):
         password = ""
     wake_r = _record_signals()
     executor = Executor(cfg, password=password, snapshot_file=snapshot_file or "")
+    monitor = None
     try:
         catalog = executor.start()
         log.info("%d policy units from %s (%d rejected)", len(catalog.units), cfg.plugin_folder,
                  len(catalog.rejections))
         for r in catalog.rejections:
             log.warning("rejected %s%s: %s", r.module, ":" + r.unit if r.unit else "", r.reason)
-        try:
-            server = ProxyServer(cfg.server.host, cfg.server.port, EngineProtocol(executor, cfg.plugins.timeout),
-                                 cfg.server.backlog)
-        except OSError as e:
-            raise ConfigError(f"cannot listen on {cfg.server.host}:{cfg.server.port}: {e.strerror}; "
-                              "set server.host/server.port (--host/--port)") from None
+        server = _listen(cfg, executor)
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
         thread.start()
         log.info("listening on http://%s:%d/", cfg.server.host, server.port)
+        monitor = _monitor(cfg, executor)
+        threading.Thread(target=_check_engine, args=(cfg, executor.password), daemon=True).start()
+        notifier.send("READY=1")
+        notifier.start_watchdog(lambda: health.alive(executor, thread))
         _signal_loop(wake_r, server, executor, cfg.plugins.timeout)
         server.shutdown()
         server.server_close()
     finally:
+        notifier.stop()
+        if monitor:
+            monitor.stop()
+        metrics.watch(None)
         executor.stop()
         if sim:
             sim.stop()
     log.info("stopped")
     return 0
+
+
+def _listen(cfg, executor):
+    try:
+        return ProxyServer(cfg.server.host, cfg.server.port, EngineProtocol(executor, cfg.plugins.timeout),
+                           cfg.server.backlog)
+    except OSError as e:
+        raise ConfigError(f"cannot listen on {cfg.server.host}:{cfg.server.port}: {e.strerror}; "
+                          "set server.host/server.port (--host/--port)") from None
+
+
+def _monitor(cfg, executor):
+    """The /metrics and /health listener, when server.metrics_port is set."""
+    metrics.watch(executor)
+    if not cfg.server.metrics_port:
+        return None
+    try:
+        monitor = health.MonitorServer(cfg.server.host, cfg.server.metrics_port, executor).start()
+    except OSError as e:
+        raise ConfigError(f"server.metrics_port: cannot listen on {cfg.server.host}:{cfg.server.metrics_port}: "
+                          f"{e.strerror}; choose another port (--metrics-port), or 0 for none") from None
+    log.info("metrics on http://%s:%d/metrics, health on /health", cfg.server.host, monitor.port)
+    return monitor
+
+
+def _check_engine(cfg, password):
+    """The engine part of `check`, logged; the proxy serves whatever it finds."""
+    try:
+        finding = check.engine_finding(cfg, password, source="startup")
+    except Exception:
+        log.exception("engine check: unexpected error")
+        return
+    if finding.ok:
+        log.info("engine check: %s", finding.text)
+    else:
+        log.error("engine check failed (serving anyway; units that use the engine fail until this is "
+                  "fixed, `ovirt-scheduler-proxy check` checks again): %s", finding.text)
 
 
 def _simulated_engine(snapshot_path):

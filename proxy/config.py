@@ -13,14 +13,17 @@ from pathlib import Path
 from types import MappingProxyType
 
 from .errors import ConfigError
+from .logs import FORMATS as LOG_FORMATS
 
 SHIPPED_PLUGINS = Path(__file__).resolve().parent.parent / "balancers"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
-def _port(v):
-    if not 0 <= v <= 65535:
-        return "must be between 1 and 65535 (0: any free port)"
+def _port(zero_means):
+    def check(v):
+        if not 0 <= v <= 65535:
+            return f"must be between 1 and 65535 (0: {zero_means})"
+    return check
 
 
 def _positive(v):
@@ -37,6 +40,13 @@ def _at_least(n):
     def check(v):
         if v < n:
             return f"must be at least {n}"
+    return check
+
+
+def _one_of(*allowed):
+    def check(v):
+        if v not in allowed:
+            return "must be one of " + ", ".join(allowed)
     return check
 
 
@@ -69,10 +79,13 @@ SETTINGS = (
     Setting("server", "host", str, "127.0.0.1",
             "Address to listen on. The engine connects to ExternalSchedulerServiceURL.", "--host"),
     Setting("server", "port", int, 18781, "TCP port (the engine's default URL is http://localhost:18781/).",
-            "--port", _port),
+            "--port", _port("any free port")),
     Setting("server", "backlog", int, 1024,
             "Listen backlog: the engine gives up if a connection is not accepted within 100 ms.",
             None, _at_least(16)),
+    Setting("server", "metrics_port", int, 0,
+            "Port of the monitoring listener on server.host: GET /metrics (Prometheus) and GET /health. "
+            "0: off.", "--metrics-port", _port("off")),
     Setting("plugins", "folder", Path, "",
             "Folder of policy-unit modules (*.py). Empty: the units shipped in balancers/.", "--plugins"),
     Setting("plugins", "timeout", float, 30.0,
@@ -85,6 +98,9 @@ SETTINGS = (
     Setting("log", "level", str, "INFO", "DEBUG, INFO, WARNING or ERROR.", "--log-level", _level),
     Setting("log", "file", Path, "", "Log file. Empty: standard error (the journal under systemd).",
             "--log-file"),
+    Setting("log", "format", str, "text",
+            "text (one line per record) or json (one JSON object per line, call records with their fields).",
+            "--log-format", _one_of(*LOG_FORMATS)),
     Setting("engine", "url", str, "",
             "oVirt engine API URL the units use, e.g. https://engine.example.com/ovirt-engine/api.",
             None, _url),

@@ -136,9 +136,11 @@ def _raised_by_sdk(exc):
     return bool(frames) and "/ovirtsdk4/" in frames[-1].filename.replace("\\", "/")
 
 
-def describe_error(exc):
-    """A one-line message for an engine-access failure, or None if `exc` is not one."""
-    s = _bound.settings
+def describe_error(exc, settings=None):
+    """A one-line message for an engine-access failure, or None if `exc` is not one.
+
+    settings: the EngineSettings the failed access used, when they are not the bound ones."""
+    s = settings or _bound.settings
     url = s.url if s and s.url else ""
     where = f"engine at {url}" if url else "engine"
     user = s.user if s else "the configured user"

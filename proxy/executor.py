@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 
-from . import registry
+from . import metrics, registry
 from .errors import ProxyBusy
 from .generation import Generation
 from .refresh import Refresher
@@ -148,6 +148,7 @@ class Executor:
             gen = self._enter()
             try:
                 replies, socks = gen.run_batch(batch, deadline, self.token, state)
+                metrics.units_timed(batch, replies)
             finally:
                 self._leave(gen)
                 self.slots.release(len(batch))
@@ -171,6 +172,14 @@ class Executor:
             last = gen.retired and gen.busy == 0
         if last:
             gen.stop()
+
+    def status(self):
+        """A moment's view for /health and the metrics (read without locks: a scrape must
+        never wait behind a reload)."""
+        gen, concurrency = self.generation, self.config.plugins.concurrency
+        return {"slots": concurrency, "slots_in_use": concurrency - self.slots.free,
+                "fork_server_pid": gen.proc.pid if gen else None, "fork_server_alive": bool(gen and gen.alive),
+                "spare_workers": len(gen.pool) if gen else 0, "catalog": gen.catalog if gen else None}
 
     def stop(self):
         with self.swap_lock:

@@ -180,7 +180,9 @@ class ForkServer:
         self.classes, catalog = load_units(self.folder, catalog)
         self._tell(messages.Catalog(catalog.to_wire()))
         if self.boot.snapshot_file:
-            self._adopt(holding.load_file(self.boot.snapshot_file), static=True)
+            snap = holding.load_file(self.boot.snapshot_file)
+            self._adopt(snap, static=True)
+            self._tell(messages.SnapshotReady(snap.version, snap.read_at, 0.0, snap.summary()))
         self.pending, self.fork_at = self.spares, time.monotonic()
 
         wake_r, wake_w = os.pipe()
@@ -383,7 +385,7 @@ def _exit_code(status):
 def main():
     ctl = socket.socket(fileno=int(sys.argv[1]))
     boot = messages.from_wire(json.loads(sys.stdin.read()), messages.Boot)
-    logs.configure(boot.log_level, boot.log_file)
+    logs.configure(boot.log_level, boot.log_file, boot.log_format)
     _libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
     # No PDEATHSIG here: it fires when the *thread* that started us ends, and the server
     # starts fork servers from short-lived threads.  The control socket's EOF stops us instead.

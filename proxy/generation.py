@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import messages, registry, wire
+from . import messages, metrics, registry, wire
 from .errors import BadUnitOutput, ProxyBusy, ProxyError, UnitCrashed, UnitError, UnitTimeout
 
 log = logging.getLogger("proxy.generation")
@@ -44,6 +44,7 @@ class Reply:
     """A worker's answer: the unit's value or UnitError, and the SSO token it ended with."""
     value: object
     token: str | None = None
+    seconds: float | None = None  # from the batch's start to this answer (metrics); None: never started
 
 
 class Generation:
@@ -81,7 +82,8 @@ class Generation:
         boot = messages.Boot(
             folder=str(self.folder), spares=cfg.plugins.spare_workers,
             output_limit=cfg.plugins.output_limit, import_timeout=cfg.plugins.timeout,
-            log_level=cfg.log.level, log_file=cfg.log.file, stale_limit=cfg.engine.stale_limit,
+            log_level=cfg.log.level, log_file=cfg.log.file, log_format=cfg.log.format,
+            stale_limit=cfg.engine.stale_limit,
             snapshot_file=self.snapshot_file,
             engine={"url": cfg.engine.url, "user": cfg.engine.user, "password": password,
                     "ca_file": cfg.engine.ca_file, "insecure": cfg.engine.insecure})
@@ -144,8 +146,10 @@ class Generation:
             self.catalog = registry.Catalog.from_wire(msg.catalog)
 
     def _on_state(self, msg):
-        if self.refresher is None:
-            return  # a snapshot file: held since the start, nothing to keep fresh
+        if self.refresher is None:  # a snapshot file: held since the start, nothing to keep fresh
+            if isinstance(msg, messages.SnapshotReady):
+                metrics.set_snapshot(msg.version, msg.read_at)
+            return
         if isinstance(msg, messages.SnapshotReady):
             self.refresher.ready(msg)
         else:
@@ -210,7 +214,7 @@ class Generation:
         state: (the snapshot version the workers must hold, why the last refresh failed).
         """
         replies = [None] * len(calls)
-        inflight, finished = {}, []
+        inflight, finished, begun = {}, [], time.monotonic()
         for i, call in enumerate(calls):
             started = self._start(call, deadline, token, state)
             if isinstance(started, Worker):
@@ -219,12 +223,14 @@ class Generation:
                 replies[i] = Reply(started)
         for sock, (i, w, msg) in self._collect(inflight, deadline):
             finished.append(sock)
-            replies[i] = self._reply(w, msg, deadline)
+            took = time.monotonic() - begun
+            replies[i] = dataclasses.replace(self._reply(w, msg, deadline), seconds=took)
         for sock, (i, w, _) in inflight.items():
             self.send(messages.Kill(w.pid))
             sock.close()
             replies[i] = Reply(UnitTimeout(f"did not answer within {self.config.plugins.timeout:g} s "
-                                           "(plugins.timeout); its process group was killed"))
+                                           "(plugins.timeout); its process group was killed"),
+                               seconds=time.monotonic() - begun)
         return replies, finished
 
     def _start(self, call, deadline, token, state):

@@ -55,6 +55,7 @@ class Boot:
     log_level: str
     log_file: str
     engine: dict  # engine.EngineSettings fields
+    log_format: str = "text"  # logs.FORMATS
     stale_limit: float = 60.0  # engine.stale_limit
     snapshot_file: str = ""  # serve --snapshot: the state to hold, never refreshed
 

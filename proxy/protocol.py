@@ -33,6 +33,13 @@ class Record:
     failed: dict = dataclasses.field(default_factory=dict)
     errors: list = dataclasses.field(default_factory=list)
     finished: list = dataclasses.field(default_factory=list)  # executor.Finished, one per run
+    utype: str = ""  # the type of the units it ran; "" when it ran none (discover)
+    kinds: list = dataclasses.field(default_factory=list)  # (unit name, UnitError class name) per failure
+
+    def fail(self, name, kind, message):
+        """Unit `name` failed with a UnitError of class `kind`; `message` is what the engine sees."""
+        self.failed.setdefault(name, []).append(message)
+        self.kinds.append((name, kind))
 
     def release(self):
         for f in self.finished:
@@ -140,7 +147,7 @@ def _checked(name, value, check, sent, record):
     try:
         return check(value, sent)
     except BadUnitOutput as e:
-        record.failed.setdefault(name, []).append(f"BadUnitOutput: {e}")
+        record.fail(name, "BadUnitOutput", f"BadUnitOutput: {e}")
         return None
 
 
@@ -183,13 +190,14 @@ class EngineProtocol:
         """Run the named units of one type; one value per input, FAILED where the unit failed."""
         catalog = self.executor.catalog()
         deadline = time.monotonic() + self.timeout
+        record.utype = utype
         values, calls, slots = [FAILED] * len(names_and_args), [], []
         for i, (name, args) in enumerate(names_and_args):
             record.units.append(name)
             unit = catalog.find(utype, name)
             if unit is None:
-                record.failed.setdefault(name, []).append(
-                    f"no {utype} unit named {name!r} was discovered; "
+                record.fail(
+                    name, "UnitNotFound", f"no {utype} unit named {name!r} was discovered; "
                     "`ovirt-scheduler-proxy list` shows the units and why any were rejected")
                 continue
             calls.append(Call(unit, args))
@@ -201,7 +209,7 @@ class EngineProtocol:
         for i, value in zip(slots, results):
             if isinstance(value, UnitError):
                 name = names_and_args[i][0]
-                record.failed.setdefault(name, []).append(f"{type(value).__name__}: {value}")
+                record.fail(name, type(value).__name__, f"{type(value).__name__}: {value}")
             else:
                 values[i] = value
         return values

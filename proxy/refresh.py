@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 
+from . import metrics
 from .messages import Refresh
 
 log = logging.getLogger("proxy.refresh")
@@ -97,10 +98,13 @@ class Refresher:
                 log.info("the engine can be read again")
             self.reading, self.error = 0, None
             self.cond.notify_all()
+        metrics.set_snapshot(msg.version, msg.read_at)
+        metrics.engine_request("snapshot", failed=False)
         log.info("engine state %s", msg.summary)
 
     def failed(self, msg):
         self.on_token(msg.token)
+        metrics.engine_request("snapshot", failed=True)
         with self.cond:
             self.reading, self.error = 0, msg.error
             age = self.age()

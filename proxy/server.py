@@ -20,6 +20,7 @@ from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
 from defusedxml.xmlrpc import DefusedExpatParser, defused_gzip_decode
 
+from . import metrics
 from .errors import INTERNAL_FAULT_CODE, BadArguments, MalformedRequest, RequestError, UnknownMethod
 from .protocol import PUBLISHED, Record
 
@@ -56,7 +57,7 @@ class RequestHandler(SimpleXMLRPCRequestHandler):
         data = self._read_body()
         if data is None:
             return  # an error answer was sent
-        response, record = self.server.dispatch(data)
+        response, record = self.server.dispatch(data, self.client_address[0])
         try:
             self._send_answer(response)
         finally:
@@ -121,15 +122,15 @@ class ProxyServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
     def port(self):
         return self.server_address[1]
 
-    def dispatch(self, data):
+    def dispatch(self, data, client=""):
         """(the XML-RPC answer body, the call's Record) for one request body; never raises."""
         record = Record()
-        return self._answer(data, record), record
+        return self._answer(data, record, client), record
 
-    def _answer(self, data, record):
+    def _answer(self, data, record, client):
         rid = f"{self.id_prefix}-{next(self.ids)}"
         start = time.monotonic()
-        method, outcome = "?", "ok"
+        method, outcome, kind = "?", "ok", "ok"
         with self.idle:
             self.active += 1
         try:
@@ -137,14 +138,14 @@ class ProxyServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
             answer = self.call(method, params, record)
             body = xmlrpc.client.dumps((answer,), methodresponse=True, allow_none=False)
             if record.failed or record.errors:
-                outcome = "errors: " + "; ".join(
+                kind, outcome = "unit_errors", "errors: " + "; ".join(
                     [f"{n}: {' / '.join(m)}" for n, m in record.failed.items()] + record.errors)
         except RequestError as e:
-            outcome = f"fault {e.fault_code}: {e}"
+            kind, outcome = "bad_request", f"fault {e.fault_code}: {e}"
             body = xmlrpc.client.dumps(xmlrpc.client.Fault(e.fault_code, str(e)), methodresponse=True)
         except Exception as e:
             log.exception("request %s: internal error in %s", rid, method)
-            outcome = f"fault {INTERNAL_FAULT_CODE}: internal error"
+            kind, outcome = "internal_error", f"fault {INTERNAL_FAULT_CODE}: internal error"
             body = xmlrpc.client.dumps(xmlrpc.client.Fault(
                 INTERNAL_FAULT_CODE, f"internal proxy error ({type(e).__name__}); see the proxy log, "
                                      f"request {rid}"), methodresponse=True)
@@ -152,8 +153,12 @@ class ProxyServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
             with self.idle:
                 self.active -= 1
                 self.idle.notify_all()
+        seconds = time.monotonic() - start
+        metrics.call_done(method if method in PUBLISHED + INTROSPECTION else "other", kind, seconds, record)
         log.info("request %s %s units=%s duration=%.1fms %s", rid, method, ",".join(record.units) or "-",
-                 (time.monotonic() - start) * 1000, outcome)
+                 seconds * 1000, outcome, extra={  # the JSON log format's keys (logs.py)
+                     "request_id": rid, "client": client, "method": method, "units": record.units,
+                     "duration_ms": round(seconds * 1000, 1), "outcome": kind, "detail": outcome})
         return body.encode("utf-8", "xmlcharrefreplace")
 
     def call(self, method, params, record):

@@ -1,12 +1,15 @@
 """Helpers shared by several test files: a real proxy process, process inspection through
 /proc, and waiting for a condition with a deadline (never a fixed sleep)."""
+import http.client
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGINS = ROOT / "tests" / "plugins"
@@ -24,14 +27,34 @@ def wait_until(predicate, timeout=10.0, what="the condition", interval=0.02):
         time.sleep(interval)
 
 
-class ProxyProcess:
-    """`python -m proxy serve` as a subprocess on a free loopback port, logging to a file."""
+def free_port():
+    """A loopback port nothing listened on a moment ago (for listeners whose 0 means "off")."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
-    def __init__(self, tmp_path, plugins, *args, env=None):
+
+def http_get(url, timeout=10):
+    """(status, headers, body) of a plain GET."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        conn.request("GET", parts.path or "/")
+        r = conn.getresponse()
+        return r.status, r.headers, r.read()
+    finally:
+        conn.close()
+
+
+class ProxyProcess:
+    """`python -m proxy serve` (or `command` serve) as a subprocess on a free loopback port,
+    logging to a file."""
+
+    def __init__(self, tmp_path, plugins, *args, env=None, command=None, cwd=ROOT):
         self.log_file = tmp_path / f"proxy-{time.monotonic_ns()}.log"
-        cmd = [sys.executable, "-m", "proxy", "serve", "--host", "127.0.0.1", "--port", "0",
-               "--plugins", str(plugins), "--log-file", str(self.log_file), *args]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})},
+        cmd = [*(command or [sys.executable, "-m", "proxy"]), "serve", "--host", "127.0.0.1", "--port", "0",
+               *(["--plugins", str(plugins)] if plugins else []), "--log-file", str(self.log_file), *args]
+        self.proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **(env or {})},
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             m = wait_until(lambda: self.proc.poll() is not None or re.search(

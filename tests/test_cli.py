@@ -1,12 +1,16 @@
-"""The command line: `list`, `config`, and `serve`'s start-up errors (exit codes, messages)."""
+"""The command line: `list` (a folder, or a running proxy), `config`, and `serve`'s start-up:
+errors (exit codes, messages) and the engine check."""
 import json
+import re
 import subprocess
 import sys
+import xmlrpc.client
 
+import pytest
 import tomllib
 
 from proxy import config
-from tests.support import PLUGINS, ROOT
+from tests.support import PLUGINS, ROOT, free_port, wait_until
 
 
 def cli(*args):
@@ -40,6 +44,13 @@ def test_port_in_use_is_a_clear_error(start_proxy):
     assert r.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in r.stderr
 
 
+def test_a_metrics_port_in_use_exits_2_naming_the_key(start_proxy):
+    p = start_proxy(PLUGINS / "basic")
+    taken = p.url.rsplit(":", 1)[1].strip("/")
+    r = cli("serve", "--port", "0", "--metrics-port", taken, "--plugins", str(PLUGINS / "basic"))
+    assert r.returncode == 2 and f"server.metrics_port: cannot listen on 127.0.0.1:{taken}" in r.stderr
+
+
 def test_config_prints_the_default_file_which_loads_to_the_defaults():
     r = cli("config")
     assert r.returncode == 0 and r.stdout == config.render_default_file()
@@ -61,3 +72,56 @@ def test_a_bad_snapshot_file_is_a_configuration_error(tmp_path):
 def test_snapshot_and_simulate_cannot_be_combined():
     r = cli("serve", "--snapshot", "a.json", "--simulate", "b.json")
     assert r.returncode == 2 and "not allowed with argument" in r.stderr
+
+
+@pytest.mark.parametrize("how", ["flag", "config"])
+def test_a_log_file_in_a_missing_folder_exits_2_naming_log_file(tmp_path, how):
+    missing = tmp_path / "missing" / "x.log"
+    path = tmp_path / "proxy.toml"
+    path.write_text(f'[log]\nfile = "{missing}"\n')
+    args = ["--log-file", str(missing)] if how == "flag" else ["--config", str(path)]
+    r = cli("serve", "--port", "0", *args)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith(f"ovirt-scheduler-proxy: configuration error: log.file: cannot open {missing}: "
+                               "No such file or directory")
+    assert "Traceback" not in r.stderr
+
+
+def test_list_server_shows_what_the_running_proxy_serves(start_proxy):
+    p = start_proxy(PLUGINS / "basic")
+    r = cli("list", "--server", p.url)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"Policy units served by {p.url}:\n")
+    assert "  filter   drop_marked\n           Drops hosts whose id contains" in r.stdout
+    assert "(units.py)" not in r.stdout  # discover does not say which module
+    data = json.loads(cli("list", "--server", p.url, "--json").stdout)
+    assert data["server"] == p.url
+    assert {"type": "filter", "name": "drop_marked", "properties": "drop_marker=.*",
+            "description": "Drops hosts whose id contains the drop_marker property (default 'bad')."} in data["units"]
+    folder = json.loads(cli("list", "--plugins", str(PLUGINS / "basic"), "--json").stdout)
+    assert sorted(u["name"] for u in data["units"]) == sorted(u["name"] for u in folder["units"])
+
+
+def test_list_server_names_an_unreachable_proxy():
+    url = f"http://127.0.0.1:{free_port()}/"
+    r = cli("list", "--server", url)
+    assert r.returncode == 1
+    assert f"cannot list the units of the proxy at {url}: [Errno 111] Connection refused; is it running" in r.stderr
+
+
+def test_serve_checks_the_engine_at_start_and_serves_anyway(start_proxy, tmp_path):
+    url = f"http://127.0.0.1:{free_port()}/ovirt-engine/api"
+    config_file = tmp_path / "proxy.toml"
+    config_file.write_text(f'[engine]\nurl = "{url}"\n')
+    p = start_proxy(PLUGINS / "basic", "--config", str(config_file), env={"OVIRT_ENGINE_PASSWORD": "pw"})
+    line = wait_until(lambda: re.search(r"ERROR proxy\[\d+\]: engine check failed .*", p.log()), 30,
+                      "the engine check's log line")
+    assert f"cannot connect to the engine at {url}" in line.group(0)
+    assert xmlrpc.client.ServerProxy(p.url).discover()["filters"]
+
+
+def test_serve_logs_a_good_engine_check(start_proxy):
+    p = start_proxy(PLUGINS / "basic", "--simulate", str(ROOT / "config" / "cluster-small.json"))
+    line = wait_until(lambda: re.search(r"INFO proxy\[\d+\]: engine check: (.*)", p.log()), 30,
+                      "the engine check's log line")
+    assert line.group(1).endswith("logged in as admin@internal; oVirt Engine (simulated) 4.5-sim; read host host1")

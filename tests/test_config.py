@@ -49,6 +49,8 @@ def test_file_then_flags(tmp_path):
     ('[engine]\nurl = "engine.example.com"\n', ["engine.url", "https://"]),
     ('[engine]\ninsecure = "yes"\n', ["engine.insecure", "true or false"]),
     ('[server\nport = 1\n', ["not valid TOML"]),
+    ('[server]\nmetrics_port = -1\n', ["server.metrics_port", "(0: off)"]),
+    ('[log]\nformat = "xml"\n', ["log.format", "one of text, json"]),
 ])
 def test_bad_values_name_the_key(tmp_path, text, words):
     with pytest.raises(ConfigError) as e:

@@ -81,6 +81,16 @@ def test_protocol_over_a_real_executor(good):
     answer = p.runCostFunctions(rec, [["by_length", 2], ["by_position", 3], ["missing", 5]], ["h1", "h22"], "vm", {})
     assert answer["result"] == [["h1", 2 * 2 + 3 * 0], ["h22", 3 * 2 + 3 * 1]]
     assert answer["result_code"] == 1 and list(answer["plugin_errors"]) == ["missing"]
+    assert (rec.utype, rec.kinds) == ("score", [("missing", "UnitNotFound")])  # what the metrics count
+
+
+def test_status_reports_slots_the_fork_server_and_units(good):
+    spares = good.config.plugins.spare_workers
+    s = wait_until(lambda: (lambda s: s if s["spare_workers"] == spares else None)(good.status()), 5,
+                   "the spare workers")
+    assert (s["slots"], s["slots_in_use"]) == (8, 0)
+    assert s["fork_server_alive"] and s["fork_server_pid"] == forkserver_pid(good)
+    assert s["catalog"] is good.catalog() and len(s["catalog"].units) == 11
 
 
 def sim_executor(sim_engine, **settings):

@@ -71,6 +71,19 @@ def test_output_limit_applies_to_the_answer_too(tmp_path):
         ex.stop()
 
 
+def test_each_reply_carries_its_own_duration(bad):
+    catalog = bad.catalog()
+    calls = [executor.Call(catalog.find("filter", "raises"), [HOSTS, "vm", {}]),
+             executor.Call(catalog.find("balance", "hangs"), [HOSTS, {}])]
+    replies, socks = bad.generation.run_batch(calls, time.monotonic() + TIMEOUT, None)
+    for sock in socks:
+        sock.close()
+    (quick, killed), (_, timeout) = [r.seconds for r in replies], [r.value for r in replies]
+    assert isinstance(timeout, UnitTimeout)
+    assert quick < 0.5 and TIMEOUT - 0.1 <= killed < TIMEOUT + 0.5
+    settle(bad)
+
+
 def test_ten_thousand_hosts_travel_both_ways(good):
     hosts = [f"00000000-0000-0000-0000-{i:012d}" for i in range(10_000)]
     assert call(good, "keep_all", "filter", [hosts, "vm", {}]) == hosts

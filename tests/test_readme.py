@@ -16,7 +16,7 @@ def test_the_two_setup_commands_are_the_ones_ci_and_make_use():
 
 
 def test_the_example_unit_works_as_written(tmp_path, sim_engine):
-    [example] = re.findall(r"```python\n(.*?)```", README, re.S)
+    [example] = [e for e in re.findall(r"```python\n(.*?)```", README, re.S) if "class " in e]
     (tmp_path / "quiet.py").write_text(example)
     cfg = config.load(None, {"plugins.folder": str(tmp_path)}).replace(
         {"engine.url": sim_engine.url, "engine.user": sim_engine.user})
