@@ -13,6 +13,7 @@ from . import config as config_mod
 from . import logs
 from .errors import ConfigError, ProxyError
 from .executor import Executor
+from .listener import raise_open_file_limit
 from .protocol import EngineProtocol
 from .server import ProxyServer
 
@@ -107,6 +108,7 @@ def list_units(cfg, as_json):
 
 def serve(cfg, simulate=None):
     logs.configure(cfg.log.level, cfg.log.file)
+    raise_open_file_limit()
     if not cfg.plugin_folder.is_dir():
         raise ConfigError(f"plugins.folder: {cfg.plugin_folder} is not a folder")
     sim, password = None, None
@@ -122,14 +124,15 @@ def serve(cfg, simulate=None):
         for r in catalog.rejections:
             log.warning("rejected %s%s: %s", r.module, ":" + r.unit if r.unit else "", r.reason)
         try:
-            server = ProxyServer(cfg.server.host, cfg.server.port, EngineProtocol(executor, cfg.plugins.timeout),
-                                 cfg.server.backlog)
+            # Each running call holds a handler thread; the spare ones answer discover and faults.
+            server = ProxyServer(cfg.server, EngineProtocol(executor, cfg.plugins.timeout),
+                                 threads=cfg.plugins.concurrency + 8)
         except OSError as e:
             raise ConfigError(f"cannot listen on {cfg.server.host}:{cfg.server.port}: {e.strerror}; "
                               "set server.host/server.port (--host/--port)") from None
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
-        log.info("listening on http://%s:%d/", cfg.server.host, server.port)
+        log.info("listening on %s", server.url)
         _signal_loop(wake_r, server, executor, cfg.plugins.timeout)
         server.shutdown()
         server.server_close()

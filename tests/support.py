@@ -2,11 +2,15 @@
 /proc, and waiting for a condition with a deadline (never a fixed sleep)."""
 import os
 import re
+import resource
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGINS = ROOT / "tests" / "plugins"
@@ -24,24 +28,39 @@ def wait_until(predicate, timeout=10.0, what="the condition", interval=0.02):
         time.sleep(interval)
 
 
-class ProxyProcess:
-    """`python -m proxy serve` as a subprocess on a free loopback port, logging to a file."""
+def self_signed_cert(folder):
+    """(certificate, key) PEM files for localhost and 127.0.0.1, made now with openssl."""
+    if not shutil.which("openssl"):
+        pytest.skip("the TLS tests make their certificate with the openssl command; install openssl")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
+    return cert, key
 
-    def __init__(self, tmp_path, plugins, *args, env=None):
+
+class ProxyProcess:
+    """`python -m proxy serve` as a subprocess on a free loopback port, logging to a file.
+
+    nofile=(soft, hard) starts it with that limit on open files (the proxy raises soft to hard);
+    source runs the proxy of another checkout (tests/reliability/measure.py compares two)."""
+
+    def __init__(self, tmp_path, plugins, *args, env=None, nofile=None, source=ROOT):
         self.log_file = tmp_path / f"proxy-{time.monotonic_ns()}.log"
         cmd = [sys.executable, "-m", "proxy", "serve", "--host", "127.0.0.1", "--port", "0",
                "--plugins", str(plugins), "--log-file", str(self.log_file), *args]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})},
+        limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile)) if nofile else None
+        self.proc = subprocess.Popen(cmd, cwd=source, env={**os.environ, **(env or {})}, preexec_fn=limit,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             m = wait_until(lambda: self.proc.poll() is not None or re.search(
-                r"listening on http://127\.0\.0\.1:(\d+)/", self.log()), 60, "the proxy to listen")
+                r"listening on (https?://127\.0\.0\.1:\d+/)", self.log()), 60, "the proxy to listen")
         except AssertionError:
             m = None
         if not isinstance(m, re.Match):
             self.stop()
             raise AssertionError(f"proxy did not start: {self.proc.stderr.read()}\n{self.log()}")
-        self.url = f"http://127.0.0.1:{m.group(1)}/"
+        self.url = m.group(1)
 
     def log(self):
         return self.log_file.read_text() if self.log_file.exists() else ""
