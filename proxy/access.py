@@ -9,10 +9,7 @@ before anything is read or run.  docs/RELIABILITY.md lists each case.
 """
 
 import ipaddress
-import logging
 import time
-
-log = logging.getLogger("proxy.access")
 
 # Names that resolve to the loopback interface on every Linux distribution (and *.localhost,
 # RFC 6761); a Host header naming anything else reached a loopback proxy through a browser.
@@ -114,13 +111,13 @@ def exposure_warning(bound_loopback, tls, allow):
 
 
 class Throttled:
-    """Logs a refusal at most once per interval for each (reason, client), so a flood of
+    """Logs a warning at most once per interval for each (reason, client), so a flood of
     refused connections cannot flood the log; the next line counts the ones left out."""
 
     MAX_KEYS = 1024  # a scan from many addresses must not grow the table without bound
 
-    def __init__(self, interval=60.0):
-        self.interval = interval
+    def __init__(self, logger, interval=60.0):
+        self.log, self.interval = logger, interval
         self.last = {}  # (reason, client) -> [time of the last line, refusals not logged since]
 
     def warning(self, reason, client, message):
@@ -131,6 +128,6 @@ class Throttled:
             return
         if len(self.last) >= self.MAX_KEYS:
             self.last.clear()
-        more = f" ({entry[1]} more from {client} not logged)" if entry and entry[1] else ""
+        more = f" ({entry[1]} more like it not logged)" if entry and entry[1] else ""
         self.last[(reason, client)] = [now, 0]
-        log.warning("%s%s", message, more)
+        self.log.warning("%s%s", message, more)

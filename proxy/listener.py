@@ -11,7 +11,8 @@ read completely takes one of a fixed number of handler threads.  Bounds, all in 
   that first byte within server.read_timeout of the accept on a new connection, within
   server.idle_timeout of the previous answer on a kept-alive one;
 - request bodies are bounded one by one and together (httpio.Budget);
-- running out of file descriptors pauses accepting (logged once) instead of spinning.
+- running out of file descriptors lowers the connection limit and pauses accepting briefly
+  (logged at most once a minute) instead of spinning.
 """
 
 import asyncio
@@ -129,6 +130,7 @@ class Listener:
         if warning:
             log.warning(warning)
         self.max_connections = connection_limit(settings.max_connections, threads)
+        self.fd_headroom = 2 * threads + 8  # files a burst of calls needs besides connections
         self.budget = httpio.Budget(settings.body_budget)
         self.pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="call")
         # Releasing a call's workers costs ~1 ms of kernel time per worker (executor.Finished):
@@ -137,9 +139,9 @@ class Listener:
         self.loop = asyncio.new_event_loop()
         self.connections = {}  # Connection -> None: the ones counted against max_connections
         self.tasks = set()  # every connection's task, closed ones until they have finished
-        self.refusals = access.Throttled()
+        self.refusals = access.Throttled(log)
         self.busy, self.idle = 0, threading.Condition()
-        self.stopping, self.out_of_files = False, False
+        self.stopping = False
         self.running, self.stopped = False, threading.Event()
 
     # --- life cycle (called from other threads) ---------------------------------------------
@@ -202,28 +204,26 @@ class Listener:
             try:
                 sock, address = self.sock.accept()
             except (BlockingIOError, InterruptedError):
-                if self.out_of_files:  # the backlog is drained: the episode is over
-                    self.out_of_files = False
-                    log.warning("accepting connections again: the listen backlog is empty")
                 return
             except OSError as e:
                 if e.errno in _OUT_OF_FILES:
-                    return self._pause_accepting(e)
+                    return self._out_of_files(e)
                 log.debug("accept failed: %s", e)  # e.g. the client reset before it was accepted
                 continue
             self._admit(sock, address[0])
 
-    def _pause_accepting(self, error):
-        """Out of file descriptors: close the connection waiting longest if there is one, and
-        try again shortly; the pending connections wait in the listen backlog meanwhile."""
+    def _out_of_files(self, error):
+        """Out of file descriptors: lower the connection limit to leave the calls room for
+        their worker sockets, close the waiting connections above it, and accept again shortly
+        (the pending connections wait in the listen backlog meanwhile)."""
         self.loop.remove_reader(self.sock)
-        made_room = self._evict_one()
-        if not self.out_of_files:
-            self.out_of_files = True
-            log.warning("out of file descriptors while accepting (%s) with %d connections open (open-file "
-                        "limit %d); closing waiting connections and retrying, logged once", error.strerror,
-                        len(self.connections), resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-        self.loop.call_later(0.01 if made_room else 0.5, self._start_accepting)
+        self.max_connections = max(8, min(self.max_connections, len(self.connections) - self.fd_headroom))
+        while len(self.connections) > self.max_connections and self._evict_one():
+            pass
+        self.refusals.warning("files", "accept", f"out of file descriptors while accepting ({error.strerror}); "
+                              f"connections limited to {self.max_connections} from now on (open-file limit "
+                              f"{resource.getrlimit(resource.RLIMIT_NOFILE)[0]}, see docs/RELIABILITY.md)")
+        self.loop.call_later(0.1, self._start_accepting)
 
     def _admit(self, sock, client):
         if not self.allow.allows(client):
