@@ -107,7 +107,7 @@ class Connection:
     sock: socket.socket
     client: str
     since: float  # when the current state began: the oldest waiting connection is closed first
-    state: str = "opening"  # opening (TLS handshake), idle, reading, answering
+    state: str = "accepted"  # accepted, opening (TLS handshake), idle, reading, answering
     transport: object = None
     task: object = None
 
@@ -196,7 +196,7 @@ class Listener:
         self.stopping = True
         self.loop.remove_reader(self.sock)
         for conn in list(self.connections):
-            if conn.state in ("opening", "idle"):
+            if conn.state in ("accepted", "opening", "idle"):
                 self._drop(conn)
 
     def _accept(self):
@@ -213,13 +213,15 @@ class Listener:
             self._admit(sock, address[0])
 
     def _out_of_files(self, error):
-        """Out of file descriptors: lower the connection limit to leave the calls room for
-        their worker sockets, close the waiting connections above it, and accept again shortly
-        (the pending connections wait in the listen backlog meanwhile)."""
+        """Out of file descriptors: unless closed connections are still giving theirs back,
+        lower the connection limit to leave calls room for their worker sockets and close the
+        waiting connections above it; accept again shortly (the pending connections wait in
+        the listen backlog meanwhile)."""
         self.loop.remove_reader(self.sock)
-        self.max_connections = max(8, min(self.max_connections, len(self.connections) - self.fd_headroom))
-        while len(self.connections) > self.max_connections and self._evict_one():
-            pass
+        if len(self.tasks) == len(self.connections):  # no dropped connection still closing
+            self.max_connections = max(8, min(self.max_connections, len(self.connections) - self.fd_headroom))
+            while len(self.connections) > self.max_connections and self._evict_one():
+                pass
         self.refusals.warning("files", "accept", f"out of file descriptors while accepting ({error.strerror}); "
                               f"connections limited to {self.max_connections} from now on (open-file limit "
                               f"{resource.getrlimit(resource.RLIMIT_NOFILE)[0]}, see docs/RELIABILITY.md)")
@@ -243,16 +245,21 @@ class Listener:
         waiting = [c for c in self.connections if c.state != "answering"]
         if not waiting:
             return False
-        oldest = min(waiting, key=lambda c: c.since)
+        # One that can be closed at once first: an opening one gives its descriptor back later.
+        oldest = min([c for c in waiting if c.state != "opening"] or waiting, key=lambda c: c.since)
         log.debug("closing the %s connection from %s to make room", oldest.state, oldest.client)
         self._drop(oldest)
         return True
 
     def _drop(self, conn):
+        """Close a connection now, so that its descriptor is free for the accept that needed room."""
         self.connections.pop(conn, None)
         if conn.transport is not None:
-            conn.transport.abort()  # unregisters the socket at once, so it can be closed below
-        conn.task.cancel()
+            conn.transport.abort()  # unregisters the socket from the loop at once
+            conn.sock.close()
+        elif conn.state == "accepted":  # the loop has not seen the socket yet
+            conn.sock.close()
+        conn.task.cancel()  # otherwise (a TLS handshake) cancelling the task closes it
 
     def _closed(self, conn):
         self.tasks.discard(conn.task)
@@ -264,6 +271,7 @@ class Listener:
     # --- one connection -----------------------------------------------------------------------
 
     async def _serve(self, conn):
+        conn.state = "opening"
         try:
             reader = asyncio.StreamReader(limit=httpio.HEADER_LIMIT)
             protocol = asyncio.StreamReaderProtocol(reader)
