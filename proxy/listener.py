@@ -152,10 +152,12 @@ class Listener:
         self.loop.call_soon(self._start_accepting)
         try:
             self.loop.run_forever()
-            for task in self.tasks:
+            pending = list(self.tasks)  # their done callbacks empty self.tasks
+            for task in pending:
                 task.cancel()
-            if self.tasks:
-                self.loop.run_until_complete(asyncio.wait(self.tasks))
+            if pending:
+                self.loop.run_until_complete(asyncio.wait(pending))
+            self.loop.run_until_complete(asyncio.sleep(0))  # their done callbacks close the sockets
         finally:
             self.loop.close()
             self.stopped.set()
@@ -169,6 +171,8 @@ class Listener:
         if self.running and not self.stopped.is_set():
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.stopped.wait(10)
+        elif not self.running:
+            self.loop.close()
         self.sock.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.releases.shutdown(wait=False)
@@ -289,6 +293,11 @@ class Listener:
         except (OSError, TimeoutError, asyncio.IncompleteReadError) as e:
             # ssl.SSLError is an OSError: a client that speaks plain HTTP to the TLS port ends here
             log.debug("connection from %s ended: %s", conn.client, e or type(e).__name__)
+        except Exception:  # a bug here must show in the log, and cost only this connection
+            log.exception("internal error on the connection from %s", conn.client)
+        finally:
+            if conn.transport is not None:
+                conn.transport.abort()  # a no-op after a clean close
 
     async def _one_request(self, conn, reader, writer, wait_until):
         """Read, run and answer one request; False when the connection is to be closed."""

@@ -305,8 +305,8 @@ def test_the_engine_clients_content_types_and_hosts_pass(proxy_url):
 
 
 def test_each_call_is_logged_with_the_client_address(proxy_url, caplog):
-    with caplog.at_level(logging.INFO, logger="proxy.server"):
-        xmlrpc.client.ServerProxy(proxy_url).system.listMethods()
+    with caplog.at_level(logging.INFO, logger="proxy.server"), xmlrpc.client.ServerProxy(proxy_url) as s:
+        s.system.listMethods()
     assert "system.listMethods units=- client=127.0.0.1 duration=" in caplog.text
 
 
@@ -324,12 +324,15 @@ def test_tls_with_a_certificate_the_client_verifies(serve, tmp_path):
     srv = serve(tls_cert=str(cert), tls_key=str(key))
     assert srv.url.startswith("https://127.0.0.1:")
     trusting = ssl.create_default_context(cafile=str(cert))
-    assert xmlrpc.client.ServerProxy(srv.url, context=trusting).discover()["filters"]
-    with pytest.raises(ssl.SSLCertVerificationError):
-        xmlrpc.client.ServerProxy(srv.url, context=ssl.create_default_context()).discover()
+    with xmlrpc.client.ServerProxy(srv.url, context=trusting) as s:
+        assert s.discover()["filters"]
+    with pytest.raises(ssl.SSLCertVerificationError), \
+            xmlrpc.client.ServerProxy(srv.url, context=ssl.create_default_context()) as s:
+        s.discover()
     plain = scenarios.engine_call(srv.url.replace("https", "http"), connect_timeout=1, timeout=5)
     assert plain["status"] is None  # plain HTTP to the TLS port: no answer, and the server goes on
-    assert xmlrpc.client.ServerProxy(srv.url.replace("127.0.0.1", "localhost"), context=trusting).discover()
+    with xmlrpc.client.ServerProxy(srv.url.replace("127.0.0.1", "localhost"), context=trusting) as s:
+        assert s.discover()["filters"]
 
 
 def test_shutdown_closes_idle_connections_and_finishes_calls_in_progress(serve):
