@@ -15,6 +15,7 @@ from . import check, health, logs, metrics, systemd
 from . import config as config_mod
 from .errors import ConfigError, ProxyError
 from .executor import Executor
+from .listener import raise_open_file_limit
 from .protocol import EngineProtocol
 from .registry import UNIT_TYPES
 from .server import ProxyServer
@@ -158,6 +159,7 @@ def _print_units(header, units):
 
 def serve(cfg, simulate=None, snapshot_file=None):
     logs.configure(cfg.log.level, cfg.log.file, cfg.log.format)
+    raise_open_file_limit()
     if not cfg.plugin_folder.is_dir():
         raise ConfigError(f"plugins.folder: {cfg.plugin_folder} is not a folder")
     notifier = systemd.Notifier()  # before any child starts: they must not inherit NOTIFY_SOCKET
@@ -178,9 +180,9 @@ def serve(cfg, simulate=None, snapshot_file=None):
         for r in catalog.rejections:
             log.warning("rejected %s%s: %s", r.module, ":" + r.unit if r.unit else "", r.reason)
         server = _listen(cfg, executor)
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
-        log.info("listening on http://%s:%d/", cfg.server.host, server.port)
+        log.info("listening on %s", server.url)
         monitor = _monitor(cfg, executor)
         threading.Thread(target=_check_engine, args=(cfg, executor.password), daemon=True).start()
         notifier.send("READY=1")
@@ -202,8 +204,9 @@ def serve(cfg, simulate=None, snapshot_file=None):
 
 def _listen(cfg, executor):
     try:
-        return ProxyServer(cfg.server.host, cfg.server.port, EngineProtocol(executor, cfg.plugins.timeout),
-                           cfg.server.backlog)
+        # Each running call holds a handler thread; the spare ones answer discover and faults.
+        return ProxyServer(cfg.server, EngineProtocol(executor, cfg.plugins.timeout),
+                           threads=cfg.plugins.concurrency + 8)
     except OSError as e:
         raise ConfigError(f"cannot listen on {cfg.server.host}:{cfg.server.port}: {e.strerror}; "
                           "set server.host/server.port (--host/--port)") from None

@@ -12,6 +12,7 @@ import tomllib
 from pathlib import Path
 from types import MappingProxyType
 
+from .access import allow_problem
 from .errors import ConfigError
 from .logs import FORMATS as LOG_FORMATS
 
@@ -55,6 +56,13 @@ def _level(v):
         return "must be one of " + ", ".join(LOG_LEVELS)
 
 
+def _allow(v):
+    for entry in v:
+        problem = allow_problem(entry)
+        if problem:
+            return problem
+
+
 def _url(v):
     if v and not v.startswith(("http://", "https://")):
         return "must start with http:// or https:// (e.g. https://engine.example.com/ovirt-engine/api)"
@@ -64,7 +72,9 @@ def _url(v):
 class Setting:
     section: str
     key: str
-    type: type  # str, int, float, bool, or Path (a str resolved against the config file's folder)
+    # str, int, float, bool, tuple (a TOML array of strings), or Path (a str resolved against the
+    # config file's folder)
+    type: type
     default: object
     help: str
     flag: str | None = None  # the command-line flag that overrides it, if any
@@ -83,6 +93,27 @@ SETTINGS = (
     Setting("server", "backlog", int, 1024,
             "Listen backlog: the engine gives up if a connection is not accepted within 100 ms.",
             None, _at_least(16)),
+    Setting("server", "max_connections", int, 256,
+            "Connections open at once. At the limit the connection waiting longest for a request is closed "
+            "to make room; if every one is being answered, a new connection is closed at once.",
+            None, _at_least(1)),
+    Setting("server", "read_timeout", float, 10.0,
+            "Seconds a client has for a request's headers and body from its first byte (and for the TLS "
+            "handshake, and to take the answer); slower clients are disconnected.", None, _positive),
+    Setting("server", "idle_timeout", float, 30.0,
+            "Seconds a kept-alive connection may stay idle between requests.", None, _positive),
+    Setting("server", "max_request", int, 64 * 1024 * 1024,
+            "Bytes one request body may have, after gzip decoding (HTTP 413 above); 10,000 hosts are ~0.6 MB.",
+            None, _at_least(64 * 1024)),
+    Setting("server", "body_budget", int, 128 * 1024 * 1024,
+            "Bytes all request bodies being read or run may take together; a request beyond it gets HTTP "
+            "503 before its body is read. At least server.max_request.", None, _at_least(64 * 1024)),
+    Setting("server", "tls_cert", Path, "",
+            "PEM certificate (chain) to serve HTTPS with, e.g. issued by the engine's CA. Empty: plain HTTP."),
+    Setting("server", "tls_key", Path, "", "PEM private key of server.tls_cert. Empty: it is in the tls_cert file."),
+    Setting("server", "allow", tuple, (),
+            'Client addresses or networks that may connect, e.g. ["192.0.2.10", "10.1.0.0/16"]. '
+            "Empty: any client that can reach server.host.", None, _allow),
     Setting("server", "metrics_port", int, 0,
             "Port of the monitoring listener on server.host: GET /metrics (Prometheus) and GET /health. "
             "0: off.", "--metrics-port", _port("off")),
@@ -131,6 +162,10 @@ def _convert(setting, value, where):
             raise ConfigError(f"{setting.name} ({where}): expected a number, got {value!r}") from None
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if want is tuple and isinstance(value, list):
+        value = tuple(value)  # a loaded configuration is immutable
+    if want is tuple and isinstance(value, tuple) and not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{setting.name} ({where}): expected {_type_name(want)}, got {value!r}")
     expected = str if want is Path else want
     if type(value) is not expected:
         raise ConfigError(f"{setting.name} ({where}): expected {_type_name(want)}, "
@@ -143,7 +178,7 @@ def _convert(setting, value, where):
 
 def _type_name(t):
     return {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
-            Path: "a path string"}[t]
+            Path: "a path string", tuple: 'a list of strings, e.g. ["a", "b"]'}[t]
 
 
 def read_file(path):
@@ -254,6 +289,8 @@ def _toml_value(v):
         return "true" if v else "false"
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     return repr(v)
 
 

@@ -1,43 +1,65 @@
-"""The XML-RPC server the engine talks to.
+"""The XML-RPC server the engine talks to: a request body becomes a call, the call an answer.
 
-Standard-library `xmlrpc.server` for HTTP and marshalling, with three changes that the
-engine needs: request bodies are parsed with defusedxml (they come from the network),
-HTTP/1.1 keep-alive with TCP_NODELAY (the engine's client reuses connections), and a deep
-listen backlog (the engine gives up on a connection not accepted within 100 ms).
-Bad requests become XML-RPC faults here, with the codes of errors.py; each call is
-logged once, with a request id.
+Connections, TLS and the HTTP bounds are proxy/listener.py and proxy/httpio.py; who may call
+is proxy/access.py.  Here request bodies are parsed with defusedxml (they come from the
+network) with their nesting bounded, bad requests become XML-RPC faults with the codes of
+errors.py, and each call is logged once, with a request id and the client's address.
+Answers are marshalled and gzipped exactly as `xmlrpc.server` does.
 """
 
 import inspect
 import itertools
 import logging
 import os
-import socketserver
-import threading
 import time
 import xmlrpc.client
-from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
+from xmlrpc.server import SimpleXMLRPCRequestHandler
 
 from defusedxml.xmlrpc import DefusedExpatParser, defused_gzip_decode
 
-from . import metrics
+from . import httpio, metrics
 from .errors import INTERNAL_FAULT_CODE, BadArguments, MalformedRequest, RequestError, UnknownMethod
+from .listener import Listener
 from .protocol import PUBLISHED, Record
 
 log = logging.getLogger("proxy.server")
 
-MAX_REQUEST = 64 * 1024 * 1024  # 10,000 hosts are ~0.6 MB; anything near this is not the engine
+MAX_NESTING = 32  # arrays and structs inside each other; the engine's calls nest two deep
 INTROSPECTION = ("system.listMethods", "system.methodHelp", "system.methodSignature")
+
+
+class _Unmarshaller(xmlrpc.client.Unmarshaller):
+    """Refuses arrays and structs nested deeper than MAX_NESTING while parsing, before
+    anything that walks the arguments recursively (repr, marshalling) can overflow."""
+
+    def __init__(self):
+        super().__init__()
+        self._nesting = 0
+
+    def start(self, tag, attrs):
+        if tag in ("array", "struct"):
+            self._nesting += 1
+            if self._nesting > MAX_NESTING:
+                raise BadArguments(f"arguments nest arrays and structs more than {MAX_NESTING} deep; "
+                                   "the engine's calls nest at most 2 deep")
+        super().start(tag, attrs)
+
+    def end(self, tag):
+        if tag in ("array", "struct"):
+            self._nesting -= 1
+        super().end(tag)
 
 
 def parse_call(data):
     """(method name, params) from an XML-RPC request body, through defusedxml."""
-    unmarshaller = xmlrpc.client.Unmarshaller()
+    unmarshaller = _Unmarshaller()
     parser = DefusedExpatParser(unmarshaller)
     try:
         parser.feed(data)
         parser.close()
         params = unmarshaller.close()
+    except BadArguments:
+        raise
     except Exception as e:  # expat, defusedxml and the unmarshaller each raise their own kinds
         raise MalformedRequest(f"the request is not a well-formed XML-RPC call: {type(e).__name__}: {e}") from None
     method = unmarshaller.getmethodname()
@@ -46,83 +68,79 @@ def parse_call(data):
     return method, params
 
 
-class RequestHandler(SimpleXMLRPCRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    rpc_paths = ()  # any path: the engine posts to whatever path its URL has
-    timeout = 300  # an idle keep-alive connection is closed after this many seconds
-
-    def do_POST(self):
-        """Read the call, answer it, then release what the call kept alive for speed."""
-        data = self._read_body()
-        if data is None:
-            return  # an error answer was sent
-        response, record = self.server.dispatch(data, self.client_address[0])
-        try:
-            self._send_answer(response)
-        finally:
-            record.release()
-
-    def _read_body(self):
-        try:
-            length = int(self.headers.get("content-length", "0"))
-        except ValueError:
-            length = -1
-        if not 0 <= length <= MAX_REQUEST:
-            self.send_error(413 if length > 0 else 411,
-                            f"request body must have a Content-Length up to {MAX_REQUEST} bytes")
-            return None
-        data = self.rfile.read(length)
-        if len(data) < length:
-            self.close_connection = True  # the client went away mid-body
-            return None
-        return self.decode_request_content(data)
-
-    def _send_answer(self, response):
-        self.send_response(200)
-        self.send_header("Content-type", "text/xml")
-        # As xmlrpc.server does: large answers are gzipped for clients that accept it.
-        if len(response) > self.encode_threshold and self.accept_encodings().get("gzip", 0):
-            response = xmlrpc.client.gzip_encode(response)
-            self.send_header("Content-Encoding", "gzip")
-        self.send_header("Content-length", str(len(response)))
-        self.end_headers()
-        self.wfile.write(response)
-
-    def decode_request_content(self, data):
-        if self.headers.get("content-encoding", "identity").lower() == "gzip":
+def accepts_gzip(headers):
+    """As xmlrpc.server reads Accept-Encoding: gzip with a q above 0."""
+    for coding in headers.get("Accept-Encoding", "").split(","):
+        match = SimpleXMLRPCRequestHandler.aepattern.match(coding)
+        if match and match.group(1) == "gzip":
             try:
-                return defused_gzip_decode(data, limit=MAX_REQUEST)
-            except ValueError:
-                self.send_error(400, "gzip body is invalid or too large")
-                return None
-        return super().decode_request_content(data)
-
-    def log_message(self, fmt, *args):
-        log.debug("%s %s", self.address_string(), fmt % args)
+                return float(match.group(3) or 1.0) > 0
+            except ValueError:  # a q of "1.0.0"
+                return False
+    return False
 
 
-class ProxyServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    block_on_close = False
+class ProxyServer:
+    """The engine's XML-RPC methods on a Listener; settings: the [server] settings."""
 
-    def __init__(self, host, port, protocol, backlog):
-        self.request_queue_size = backlog
-        super().__init__((host, port), requestHandler=RequestHandler, logRequests=False,
-                         allow_none=False, bind_and_activate=True)
+    def __init__(self, settings, protocol, threads=16):
         self.protocol = protocol
+        self.max_request = settings.max_request
         self.signatures = {m: inspect.signature(getattr(protocol, m)) for m in PUBLISHED}
         self.ids = itertools.count(1)
         self.id_prefix = os.urandom(2).hex()
-        self.active = 0
-        self.idle = threading.Condition()
+        self.listener = Listener(settings, self.handle, threads)
 
     @property
     def port(self):
-        return self.server_address[1]
+        return self.listener.address[1]
 
-    def dispatch(self, data, client=""):
+    @property
+    def url(self):
+        host = self.listener.address[0]
+        return f"{'https' if self.listener.tls else 'http'}://{f'[{host}]' if ':' in host else host}:{self.port}/"
+
+    def serve_forever(self, poll_interval=None):
+        self.listener.serve_forever()
+
+    def shutdown(self):
+        """Stop accepting; calls in progress go on (wait_idle waits for them)."""
+        self.listener.shutdown()
+
+    def server_close(self):
+        self.listener.server_close()
+
+    def wait_idle(self, timeout):
+        """True when no call is in progress (any more) within timeout seconds."""
+        return self.listener.wait_idle(timeout)
+
+    def handle(self, request):
+        """The httpio.Response to one request (in a handler thread); never raises."""
+        data = self._decode(request)
+        if isinstance(data, httpio.Response):
+            return data
+        body, record = self.dispatch(data, request.client)
+        headers = [("Content-type", "text/xml")]
+        if len(body) > SimpleXMLRPCRequestHandler.encode_threshold and accepts_gzip(request.headers):
+            body = xmlrpc.client.gzip_encode(body)
+            headers.append(("Content-Encoding", "gzip"))
+        headers.append(("Content-length", str(len(body))))
+        return httpio.Response(200, headers, body, after_send=record.release)
+
+    def _decode(self, request):
+        body = request.take_body()
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding == "identity":
+            return body
+        if encoding == "gzip":
+            try:
+                return defused_gzip_decode(body, limit=self.max_request)
+            except ValueError:
+                return httpio.error_response(400, "gzip body is invalid or larger than server.max_request")
+        return httpio.error_response(501, f"Content-Encoding {encoding!r} is not supported; send the body "
+                                        "as it is (identity) or gzip")
+
+    def dispatch(self, data, client="-"):
         """(the XML-RPC answer body, the call's Record) for one request body; never raises."""
         record = Record()
         return self._answer(data, record, client), record
@@ -131,8 +149,6 @@ class ProxyServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
         rid = f"{self.id_prefix}-{next(self.ids)}"
         start = time.monotonic()
         method, outcome, kind = "?", "ok", "ok"
-        with self.idle:
-            self.active += 1
         try:
             method, params = parse_call(data)
             answer = self.call(method, params, record)
@@ -149,14 +165,10 @@ class ProxyServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
             body = xmlrpc.client.dumps(xmlrpc.client.Fault(
                 INTERNAL_FAULT_CODE, f"internal proxy error ({type(e).__name__}); see the proxy log, "
                                      f"request {rid}"), methodresponse=True)
-        finally:
-            with self.idle:
-                self.active -= 1
-                self.idle.notify_all()
         seconds = time.monotonic() - start
         metrics.call_done(method if method in PUBLISHED + INTROSPECTION else "other", kind, seconds, record)
-        log.info("request %s %s units=%s duration=%.1fms %s", rid, method, ",".join(record.units) or "-",
-                 seconds * 1000, outcome, extra={  # the JSON log format's keys (logs.py)
+        log.info("request %s %s units=%s client=%s duration=%.1fms %s", rid, method,
+                 ",".join(record.units) or "-", client, seconds * 1000, outcome, extra={  # JSON log keys (logs.py)
                      "request_id": rid, "client": client, "method": method, "units": record.units,
                      "duration_ms": round(seconds * 1000, 1), "outcome": kind, "detail": outcome})
         return body.encode("utf-8", "xmlcharrefreplace")
@@ -190,8 +202,3 @@ class ProxyServer(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
         return {"system.listMethods": "List the methods the proxy serves.",
                 "system.methodHelp": "Describe a method.",
                 "system.methodSignature": "Not supported."}[name]
-
-    def wait_idle(self, timeout):
-        """True when no call is in progress (any more) within timeout seconds."""
-        with self.idle:
-            return self.idle.wait_for(lambda: self.active == 0, timeout)

@@ -13,8 +13,8 @@ pytest_plugins = ["tests.sim_fixtures"]
 def start_proxy(tmp_path):
     started = []
 
-    def start(plugins=PLUGINS / "basic", *args, env=None):
-        p = ProxyProcess(tmp_path, plugins, *args, env=env)
+    def start(plugins=PLUGINS / "basic", *args, env=None, nofile=None):
+        p = ProxyProcess(tmp_path, plugins, *args, env=env, nofile=nofile)
         started.append(p)
         return p
 

@@ -3,6 +3,8 @@
 import http.client
 import os
 import re
+import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -10,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGINS = ROOT / "tests" / "plugins"
@@ -46,25 +50,40 @@ def http_get(url, timeout=10):
         conn.close()
 
 
+def self_signed_cert(folder):
+    """(certificate, key) PEM files for localhost and 127.0.0.1, made now with openssl."""
+    if not shutil.which("openssl"):
+        pytest.skip("the TLS tests make their certificate with the openssl command; install openssl")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
+    return cert, key
+
+
 class ProxyProcess:
     """`python -m proxy serve` (or `command` serve) as a subprocess on a free loopback port,
-    logging to a file."""
+    logging to a file.
 
-    def __init__(self, tmp_path, plugins, *args, env=None, command=None, cwd=ROOT):
+    nofile=(soft, hard) starts it with that limit on open files (the proxy raises soft to hard);
+    cwd runs the proxy of another checkout (tests/reliability/measure.py compares two)."""
+
+    def __init__(self, tmp_path, plugins, *args, env=None, command=None, cwd=ROOT, nofile=None):
         self.log_file = tmp_path / f"proxy-{time.monotonic_ns()}.log"
         cmd = [*(command or [sys.executable, "-m", "proxy"]), "serve", "--host", "127.0.0.1", "--port", "0",
                *(["--plugins", str(plugins)] if plugins else []), "--log-file", str(self.log_file), *args]
-        self.proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **(env or {})},
+        limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile)) if nofile else None
+        self.proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **(env or {})}, preexec_fn=limit,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             m = wait_until(lambda: self.proc.poll() is not None or re.search(
-                r"listening on http://127\.0\.0\.1:(\d+)/", self.log()), 60, "the proxy to listen")
+                r"listening on (https?://127\.0\.0\.1:\d+/)", self.log()), 60, "the proxy to listen")
         except AssertionError:
             m = None
         if not isinstance(m, re.Match):
             self.stop()
             raise AssertionError(f"proxy did not start: {self.proc.stderr.read()}\n{self.log()}")
-        self.url = f"http://127.0.0.1:{m.group(1)}/"
+        self.url = m.group(1)
 
     def log(self):
         return self.log_file.read_text() if self.log_file.exists() else ""

@@ -51,12 +51,23 @@ def test_file_then_flags(tmp_path):
     ('[server\nport = 1\n', ["not valid TOML"]),
     ('[server]\nmetrics_port = -1\n', ["server.metrics_port", "(0: off)"]),
     ('[log]\nformat = "xml"\n', ["log.format", "one of text, json"]),
+    ('[server]\nallow = "192.0.2.10"\n', ["server.allow", "a list of strings"]),
+    ('[server]\nallow = [1]\n', ["server.allow", "a list of strings"]),
+    ('[server]\nallow = ["192.0.2.10/24"]\n', ["server.allow", "write the network (192.0.2.0/24)"]),
+    ('[server]\nmax_connections = 0\n', ["server.max_connections", "at least 1"]),
+    ('[server]\nread_timeout = 0\n', ["server.read_timeout", "greater than 0"]),
 ])
 def test_bad_values_name_the_key(tmp_path, text, words):
     with pytest.raises(ConfigError) as e:
         config.load(write(tmp_path, text))
     for w in words:
         assert w in str(e.value)
+
+
+def test_the_allow_list_loads_as_an_immutable_tuple(tmp_path):
+    cfg = config.load(write(tmp_path, '[server]\nallow = ["192.0.2.10", "10.1.0.0/16"]\n'))
+    assert cfg.server.allow == ("192.0.2.10", "10.1.0.0/16")
+    assert config.load().server.allow == () and "allow = []" in config.render_default_file()
 
 
 def test_bad_flag_names_the_flag():

@@ -17,7 +17,7 @@ from xmlrpc.server import SimpleXMLRPCServer
 
 import pytest
 
-from tests.support import PLUGINS, ROOT
+from tests.support import PLUGINS, ROOT, self_signed_cert
 
 pytestmark = pytest.mark.e2e
 
@@ -53,8 +53,9 @@ def engine_client(tmp_path_factory):
     return [java, "-cp", os.pathsep.join([str(out), str(JAR)]), "EngineClient"]
 
 
-def run_client(engine_client, url, scenario, timeout=180):
-    r = subprocess.run([*engine_client, url, scenario], capture_output=True, text=True, timeout=timeout)
+def run_client(engine_client, url, scenario, timeout=180, jvm_options=()):
+    java, *rest = engine_client
+    r = subprocess.run([java, *jvm_options, *rest, url, scenario], capture_output=True, text=True, timeout=timeout)
     return r.returncode, r.stdout + r.stderr
 
 
@@ -105,6 +106,27 @@ def test_basic_folder(start_proxy, engine_client):
                  "OK   plugin_errors.no_such_balancer: no balance unit named 'no_such_balancer' was discovered; "
                  "`ovirt-scheduler-proxy list` shows the unit...")
     assert "balance.first_vm.1_hosts" in v and "balance.first_vm.0_hosts" in v
+
+
+def test_basic_folder_over_tls_as_the_engine_trusts_it(start_proxy, engine_client, tmp_path):
+    """HTTPS the way the engine's JVM connects (docs/ENGINE_PROTOCOL.md §8): the default
+    trust store (here one holding the proxy's certificate), no SNI, the host name checked."""
+    cert, key = self_signed_cert(tmp_path)
+    store = tmp_path / "trust.p12"
+    subprocess.run([_tool("keytool"), "-importcert", "-noprompt", "-alias", "proxy", "-file", str(cert),
+                    "-keystore", str(store), "-storetype", "PKCS12", "-storepass", "changeit"],
+                   check=True, capture_output=True)
+    config = tmp_path / "proxy.toml"
+    config.write_text(f'[server]\ntls_cert = "{cert}"\ntls_key = "{key}"\n')
+    p = start_proxy(PLUGINS / "basic", "--config", str(config))
+    assert p.url.startswith("https://127.0.0.1:")
+    url = p.url.replace("127.0.0.1", "localhost")  # the host of the engine's default URL
+    jvm = [f"-Djavax.net.ssl.trustStore={store}", "-Djavax.net.ssl.trustStorePassword=changeit",
+           "-Djsse.enableSNIExtension=false"]
+    code, out = run_client(engine_client, url, "basic", jvm_options=jvm)
+    assert_passed(code, out, "basic")
+    code, out = run_client(engine_client, url, "basic")  # the JVM's own trust store lacks the certificate
+    assert code != 0 and "PKIX path building failed" in out
 
 
 def test_faults(start_proxy, engine_client):
