@@ -33,10 +33,13 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-## make bench: latency/throughput against the cold-start baseline, and the memory balancer.
+## make bench: latency/throughput against the cold-start baseline, the memory balancer
+## against the seed's request pattern, and the shared engine snapshot against each unit
+## reading the engine (about 10 minutes in all).
 bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.bench_proxy
 	$(BIN)/python -m tests.benchmarks.bench_memory_balance
+	$(BIN)/python -m tests.benchmarks.bench_snapshot
 
 list: $(STAMP)
 	$(BIN)/ovirt-scheduler-proxy list

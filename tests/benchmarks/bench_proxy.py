@@ -16,7 +16,9 @@ import time
 import xmlrpc.client
 from pathlib import Path
 
-from tests.support import PLUGINS, ProxyProcess, descendants
+from tests.support import PLUGINS, ProxyProcess, descendants, wait_until
+
+SPARES = 4  # plugins.spare_workers by default
 
 FOLDER = PLUGINS / "sdk"
 HOSTS = [f"6a1e0000-0000-0000-0000-{i:012d}" for i in range(10)]
@@ -115,8 +117,8 @@ def main():
         baseline, baseline_url = start_baseline()
         try:
             # Memory first, while idle: the server, its fork server and the spare workers.
-            time.sleep(1.0)
             server = proxy.proc.pid
+            wait_until(lambda: len(descendants(server)) == 1 + SPARES, 30, "the spare workers")
             below = descendants(server)
             print("Resident memory, idle (RSS; PSS counts shared pages once):")
             print(f"  server       pid {server:<7} RSS {rss_kib(server) / 1024:6.1f} MiB  "
