@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from proxy import config, executor, holding
+from proxy import config, executor, holding, metrics
 from proxy.errors import EngineUnavailable
 from tests.support import PLUGINS, ROOT, wait_until
 
@@ -130,5 +130,26 @@ def test_legacy_sdk_plugins_work_unchanged_beside_the_shared_snapshot(sim_engine
         [value], f = ex.run([executor.Call(own, [hosts, "", args])], time.monotonic() + 10)
         f.release()
         assert value == hosts
+    finally:
+        ex.stop()
+
+
+def test_each_read_shows_in_the_metrics(sim_engine):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def sample(name):
+        for family in text_string_to_metric_families(metrics.exposition().decode()):
+            for s in family.samples:
+                if s.name == name and s.labels.get("source", "snapshot") == "snapshot":
+                    return s.value
+        return 0.0
+    reads_before = sample("ovirt_scheduler_proxy_engine_requests_total")
+    ex = make(STATE, sim_engine)
+    try:
+        call(ex, "what_state")
+        version = ex.generation.refresher.version
+        assert sample("ovirt_scheduler_proxy_snapshot_version") == version
+        assert 0 <= sample("ovirt_scheduler_proxy_snapshot_age_seconds") < 60
+        assert sample("ovirt_scheduler_proxy_engine_requests_total") == reads_before + 1
     finally:
         ex.stop()
