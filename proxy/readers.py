@@ -74,8 +74,12 @@ def vm_record(v):
 
 def hosts_from_xml(body):
     """The Host records of a /hosts?follow=statistics body (bytes)."""
+    return _each(body, _host_from_xml)
+
+
+def _each(body, read):
     root, blocks = _parse(body)
-    return [_host_from_xml(e, blocks) for e in root]
+    return [read(e, blocks) for e in root]
 
 
 def _host_from_xml(e, blocks):
@@ -149,8 +153,7 @@ def _shared(text):
 
 def vms_from_xml(body):
     """The Vm records of a /vms?follow=statistics body (bytes)."""
-    root, blocks = _parse(body)
-    return [_vm_from_xml(e, blocks) for e in root]
+    return _each(body, _vm_from_xml)
 
 
 def _vm_from_xml(e, blocks):
