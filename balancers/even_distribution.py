@@ -29,7 +29,7 @@ Where a snapshot differs from the engine's own view:
 """
 
 from balancers import _common
-from proxy import engine, properties
+from proxy import engine, explain, properties
 
 DEFAULT_HIGH = 80
 DEFAULT_DURATION_MINUTES = 2
@@ -130,7 +130,16 @@ class cpu_memory_even_distribution:
         snap = engine.snapshot()
         found = [h for h in _common.hosts_of(snap, hosts) if _common.is_up(h)]
         cpu_sources, mem_sources = sources(found, high, max_free)
+        for h in found:
+            explain.reason(h.id, f"CPU {h.cpu_usage}%" + (" (CPU source)" if h in cpu_sources else "")
+                           + (" (memory source)" if h in mem_sources else ""))
         if not cpu_sources and not mem_sources:
+            explain.because(f"no host at or above {high}% CPU (HighUtilization) running a VM, nor short "
+                            "of memory (MaxFreeMemoryForOverUtilized)")
             return None
         # Only the sources' VMs can move: looking at every VM would grow with the engine.
-        return choose(found, _common.running_on(snap, cpu_sources + mem_sources), high, max_free, min_free)
+        move = choose(found, _common.running_on(snap, cpu_sources + mem_sources), high, max_free, min_free)
+        explain.because(f"{len(cpu_sources)} CPU and {len(mem_sources)} memory source(s); " +
+                        (f"the least loaded VM with a destination moves, {move[1][-1]} stays a candidate"
+                         if move else "no VM of theirs fits on a destination"))
+        return move

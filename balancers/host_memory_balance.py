@@ -12,7 +12,7 @@ gets a host we already know would be pushed over the threshold.
 """
 
 from balancers import _common
-from proxy import properties
+from proxy import explain, properties
 
 DEFAULT_MINIMUM_MB = 500
 DEFAULT_SAFE = True
@@ -84,4 +84,26 @@ class host_memory_balance:
             return None
         found, source, vms = _common.hosts_and_source_vms(
             hosts, lambda up: most_over_utilized(up, threshold))
-        return choose(found, vms, threshold, safe) if source is not None else None
+        decision = choose(found, vms, threshold, safe) if source is not None else None
+        _explain(found, source, vms, decision, threshold)
+        return decision
+
+
+def _explain(hosts, source, vms, decision, threshold):
+    """Reasons per host and for the decision (proxy/explain.py)."""
+    mib = _common.MIB
+    for h in hosts:
+        free = "unknown" if h.free_memory is None else f"{h.free_memory // mib} MiB"
+        role = ("source: least free memory at or under the threshold" if source is not None and h.id == source.id
+                else f"can take {room(h, threshold) // mib} MiB")
+        explain.reason(h.id, f"free {free}; {role}")
+    if source is None:
+        explain.because(f"no host has {threshold // mib} MiB free or less (minimum_host_memoryMB)")
+    elif decision is None:
+        explain.because(f"{source.name} is short of memory, but none of its {len(vms)} running VMs fits "
+                        "on another host without taking it under the threshold")
+    else:
+        vm = next(v for v in vms if v.id == decision[0])
+        explain.because(f"{source.name} has {source.free_memory // mib} MiB free, at or under "
+                        f"{threshold // mib} MiB: move {vm.name} ({vm.memory // mib} MiB) to the "
+                        f"{len(decision[1])} host(s) it fits on")

@@ -5,7 +5,7 @@
 """
 
 from balancers import _common
-from proxy import properties
+from proxy import explain, properties
 
 PARAMS = properties.Parameters(maximum_vm_count=_common.MAXIMUM_VM_COUNT)
 
@@ -48,4 +48,14 @@ class vm_balance:
         if not hosts:
             return None
         found, source, vms = _common.hosts_and_source_vms(hosts, lambda up: busiest(up, maximum))
-        return choose(found, vms, maximum) if source is not None else None
+        decision = choose(found, vms, maximum) if source is not None else None
+        for h in found:
+            explain.reason(h.id, f"runs {h.active_vms} VMs" + (" (the source)" if h is source else ""))
+        if source is None:
+            explain.because(f"no host runs more than {maximum} VMs (maximum_vm_count)")
+        elif decision is None:
+            explain.because(f"{source.name} runs {source.active_vms} VMs, but no host runs fewer than {maximum}")
+        else:
+            explain.because(f"{source.name} runs {source.active_vms} VMs, over {maximum}: move its smallest "
+                            f"VM to the {len(decision[1])} host(s) running fewer than {maximum}")
+        return decision

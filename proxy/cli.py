@@ -1,4 +1,5 @@
-"""Command line: `ovirt-scheduler-proxy serve|list|check|config|simulate` (also `python -m proxy`)."""
+"""Command line: `ovirt-scheduler-proxy serve|list|check|config|simulate|journal|explain|balance`
+(also `python -m proxy`); journal and explain are proxy/views.py, balance proxy/dryrun.py."""
 
 import argparse
 import dataclasses
@@ -7,11 +8,13 @@ import logging
 import os
 import select
 import signal
+import sqlite3
 import sys
 import threading
 import xmlrpc.client
 
-from . import check, health, logs, metrics, systemd
+from . import check, dryrun, health, logs, metrics, systemd, views
+from . import journal as journal_mod
 from . import config as config_mod
 from .errors import ConfigError, ProxyError
 from .executor import Executor
@@ -67,6 +70,8 @@ def build_parser():
     sub.add_parser("config", help="print the default configuration file, every key commented")
 
     sub.add_parser("simulate", help="run only the simulated oVirt engine (see `simulate --help`)")
+    views.add_parsers(sub)
+    dryrun.add_parser(sub)
     return p
 
 
@@ -80,6 +85,9 @@ def main(argv=None):
         if args.command == "config":
             sys.stdout.write(config_mod.render_default_file())
             return 0
+        if args.command in ("journal", "explain", "balance"):
+            return {"journal": views.show_journal, "explain": views.show_explain,
+                    "balance": dryrun.run}[args.command](args)
         if args.command == "check":
             return check.run(args.config, _overrides(args))
         if args.command == "list" and args.server:
@@ -171,6 +179,7 @@ def serve(cfg, simulate=None, snapshot_file=None):
         snapshot_file = _checked_snapshot(snapshot_file)
         password = ""
     wake_r = _record_signals()
+    journal = _journal(cfg, snapshot_file)  # before the executor: its fork server inherits the spool
     executor = Executor(cfg, password=password, snapshot_file=snapshot_file or "")
     monitor = None
     try:
@@ -179,7 +188,7 @@ def serve(cfg, simulate=None, snapshot_file=None):
                  len(catalog.rejections))
         for r in catalog.rejections:
             log.warning("rejected %s%s: %s", r.module, ":" + r.unit if r.unit else "", r.reason)
-        server = _listen(cfg, executor)
+        server = _listen(cfg, executor, journal)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         log.info("listening on %s", server.url)
@@ -198,15 +207,35 @@ def serve(cfg, simulate=None, snapshot_file=None):
         executor.stop()
         if sim:
             sim.stop()
+        if journal:
+            journal.close()
     log.info("stopped")
     return 0
 
 
-def _listen(cfg, executor):
+def _journal(cfg, snapshot_file):
+    """The decision journal (journal.path), or None when it is off."""
+    path = journal_mod.resolve(cfg.journal.path)
+    if path is None:
+        return None
+    try:
+        journal = journal_mod.Journal(path, cfg.journal.max_days, cfg.journal.max_mb)
+    except (OSError, sqlite3.Error) as e:
+        raise ConfigError(f"journal.path: cannot open the journal {path}: {e}; make its folder writable "
+                          "by the proxy's user, or set journal.path (\"\" turns the journal off)") from None
+    os.environ[journal_mod.SPOOL_ENV] = str(journal.spool)
+    if snapshot_file:
+        from .snapshot import load_snapshot
+        journal.spool_document(1, load_snapshot(snapshot_file))  # holding.load_file's version
+    log.info("journal: %s", path)
+    return journal
+
+
+def _listen(cfg, executor, journal=None):
     try:
         # Each running call holds a handler thread; the spare ones answer discover and faults.
         return ProxyServer(cfg.server, EngineProtocol(executor, cfg.plugins.timeout),
-                           threads=cfg.plugins.concurrency + 8)
+                           threads=cfg.plugins.concurrency + 8, journal=journal)
     except OSError as e:
         raise ConfigError(f"cannot listen on {cfg.server.host}:{cfg.server.port}: {e.strerror}; "
                           "set server.host/server.port (--host/--port)") from None

@@ -148,6 +148,16 @@ SETTINGS = (
             "While the engine cannot be read, units get the last state read for up to this many "
             "seconds after it was read; then their reads fail.", None, _positive),
 )
+SETTINGS += (
+    Setting("journal", "path", str, "journal.sqlite",
+            "Decision journal (sqlite): every engine call, each unit's answer and reasons, the snapshots "
+            "they ran on. A relative path is in the state directory: $STATE_DIRECTORY (the service's "
+            "/var/lib/ovirt-scheduler-proxy), else $XDG_STATE_HOME/ovirt-scheduler-proxy "
+            "(~/.local/state/ovirt-scheduler-proxy). Empty: no journal."),
+    Setting("journal", "max_days", float, 14.0, "Days a call stays in the journal.", None, _positive),
+    Setting("journal", "max_mb", float, 256.0,
+            "Megabytes the journal may take; the oldest calls go first.", None, _positive),
+)
 SECTIONS = tuple(dict.fromkeys(s.section for s in SETTINGS))
 BY_NAME = {s.name: s for s in SETTINGS}
 

@@ -59,6 +59,7 @@ class Finished:
 
     def __init__(self, socks=()):
         self.socks = list(socks)
+        self.replies = []  # generation.Reply per call, in call order (durations, reasons: the journal)
 
     def release(self):
         socks, self.socks = self.socks, []
@@ -144,6 +145,7 @@ class Executor:
                 self.slots.acquire(len(batch), deadline)
             except ProxyBusy as e:
                 results += [e] * len(batch)
+                finished.replies += [None] * len(batch)
                 continue
             gen = self._enter()
             try:
@@ -153,6 +155,7 @@ class Executor:
                 self._leave(gen)
                 self.slots.release(len(batch))
             finished.socks += socks
+            finished.replies += replies
             for reply in replies:
                 if reply.token:
                     self.token = reply.token

@@ -45,6 +45,8 @@ class Reply:
     value: object
     token: str | None = None
     seconds: float | None = None  # from the batch's start to this answer (metrics); None: never started
+    reasons: dict | None = None  # the unit's explain reasons (journal)
+    version: int = 0  # the snapshot its worker held (journal); 0: none
 
 
 class Generation:
@@ -224,7 +226,7 @@ class Generation:
         for sock, (i, w, msg) in self._collect(inflight, deadline):
             finished.append(sock)
             took = time.monotonic() - begun
-            replies[i] = dataclasses.replace(self._reply(w, msg, deadline), seconds=took)
+            replies[i] = dataclasses.replace(self._reply(w, msg, deadline), seconds=took, version=w.version)
         for sock, (i, w, _) in inflight.items():
             self.send(messages.Kill(w.pid))
             sock.close()
@@ -287,7 +289,7 @@ class Generation:
             answer = messages.from_wire(msg, messages.Answer)
         except messages.MessageError as e:
             return Reply(BadUnitOutput(f"its worker sent a malformed answer: {e}"))
-        return Reply(answer.outcome(), answer.token)
+        return Reply(answer.outcome(), answer.token, reasons=answer.reasons)
 
     # -- life cycle ---------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import os
 import pickle
 import time
 
-from . import engine, readers, snapshot, state
+from . import engine, journal, readers, snapshot, state
 
 log = logging.getLogger("proxy.holding")
 
@@ -55,6 +55,7 @@ def read_in_child(write_fd, settings, refresh):
         try:
             with engine.connect() as conn:
                 snap = readers.read_snapshot(conn, version=refresh.version, source=settings.url)
+            _spool(snap)
             answer = ("ok", snap, engine.token())
         except Exception as e:
             answer = ("error", engine.describe_error(e) or f"{type(e).__name__}: {e}", engine.token())
@@ -65,6 +66,17 @@ def read_in_child(write_fd, settings, refresh):
         code = 70
     finally:
         os._exit(code)
+
+
+def _spool(snap):
+    """Leave the snapshot's document for the decision journal, when it is on (here, in the
+    niced reading child, so the compression never stalls the fork server's loop)."""
+    folder = os.environ.get(journal.SPOOL_ENV)
+    if folder:
+        try:
+            journal.write_spool(folder, snap.version, state.to_document(snap))
+        except OSError as e:
+            log.warning("journal: cannot spool snapshot %d: %s", snap.version, e)
 
 
 def load_file(path):

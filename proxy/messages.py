@@ -133,14 +133,16 @@ class Request:
 
 @dataclasses.dataclass(frozen=True)
 class Answer:
-    """A unit's result, or its error in UnitError.to_wire form; and the newest SSO token."""
+    """A unit's result, or its error in UnitError.to_wire form; and the newest SSO token.
+    reasons: what the unit said about its decision (proxy/explain.py, bounded there)."""
     result: object = None
     error: dict | None = None
     token: str | None = None
+    reasons: dict | None = None
 
     @classmethod
-    def failed(cls, error, token=None):
-        return cls(error=error.to_wire(), token=token)
+    def failed(cls, error, token=None, reasons=None):
+        return cls(error=error.to_wire(), token=token, reasons=reasons)
 
     def outcome(self):
         """The unit's result, or the UnitError it failed with (type and details kept)."""

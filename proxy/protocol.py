@@ -35,11 +35,25 @@ class Record:
     finished: list = dataclasses.field(default_factory=list)  # executor.Finished, one per run
     utype: str = ""  # the type of the units it ran; "" when it ran none (discover)
     kinds: list = dataclasses.field(default_factory=list)  # (unit name, UnitError class name) per failure
+    # For the decision journal (proxy/journal.py): the call's inputs, each unit's outcome
+    # ({"unit", "weight", "answer", "error", "seconds", "reasons", "version"}), the answer sent.
+    inputs: dict = dataclasses.field(default_factory=dict)
+    outcomes: list = dataclasses.field(default_factory=list)
+    answer: object = None
 
     def fail(self, name, kind, message):
         """Unit `name` failed with a UnitError of class `kind`; `message` is what the engine sees."""
         self.failed.setdefault(name, []).append(message)
         self.kinds.append((name, kind))
+        for outcome in self.outcomes:  # a malformed answer is found after the unit returned
+            if outcome["unit"] == name and outcome["error"] is None:
+                outcome["error"] = {"kind": kind, "message": message}
+                break
+
+    @property
+    def version(self):
+        """The snapshot version the call's units ran on (the newest, if they differed); 0: none."""
+        return max((o["version"] for o in self.outcomes), default=0)
 
     def release(self):
         for f in self.finished:
@@ -179,6 +193,15 @@ def combine_scores(hosts, outcomes, record):
     return [[h, clamp32(t)] for h, t in totals.items()]
 
 
+def _note_replies(outcomes, slots, replies):
+    """Each unit's answer, duration, reasons and snapshot version, for the journal."""
+    for i, reply in zip(slots, replies):
+        if reply is not None:
+            value = None if isinstance(reply.value, UnitError) else reply.value
+            outcomes[i].update(answer=value, seconds=reply.seconds, reasons=reply.reasons,
+                               version=reply.version)
+
+
 class EngineProtocol:
     """The published XML-RPC methods; their docstrings are what system.methodHelp shows."""
 
@@ -194,6 +217,8 @@ class EngineProtocol:
         values, calls, slots = [FAILED] * len(names_and_args), [], []
         for i, (name, args) in enumerate(names_and_args):
             record.units.append(name)
+            record.outcomes.append({"unit": name, "weight": None, "answer": None, "error": None,
+                                    "seconds": None, "reasons": None, "version": 0})
             unit = catalog.find(utype, name)
             if unit is None:
                 record.fail(
@@ -206,6 +231,7 @@ class EngineProtocol:
         if calls:
             results, finished = self.executor.run(calls, deadline)
             record.finished.append(finished)
+            _note_replies(record.outcomes[-len(names_and_args):], slots, finished.replies)
         for i, value in zip(slots, results):
             if isinstance(value, UnitError):
                 name = names_and_args[i][0]
@@ -229,6 +255,7 @@ class EngineProtocol:
         hosts = _unique(_string_list(hosts, "host ids (argument 2)"))
         vm = _string(vm, "VM id (argument 3)")
         properties = _properties(properties, nil_ok=True)
+        record.inputs = {"hosts": hosts, "vm": vm, "properties": properties}
         values = self._run("filter", [(n, [hosts, vm, properties]) for n in names], record)
         return envelope(combine_filters(hosts, list(zip(names, values)), record), record)
 
@@ -242,7 +269,10 @@ class EngineProtocol:
         hosts = _unique(_string_list(hosts, "host ids (argument 2)"))
         vm = _string(vm, "VM id (argument 3)")
         properties = _properties(properties, nil_ok=True)
+        record.inputs = {"hosts": hosts, "vm": vm, "properties": properties}
         values = self._run("score", [(n, [hosts, vm, properties]) for n, _ in pairs], record)
+        for outcome, (_, weight) in zip(record.outcomes, pairs):
+            outcome["weight"] = weight
         outcomes = [(n, w, v) for (n, w), v in zip(pairs, values)]
         return envelope(combine_scores(hosts, outcomes, record), record)
 
@@ -251,6 +281,7 @@ class EngineProtocol:
         name = _string(name, "balancer name (argument 1)")
         hosts = _unique(_string_list(hosts, "host ids (argument 2)"))
         properties = _properties(properties, nil_ok=True)
+        record.inputs = {"hosts": hosts, "vm": "", "properties": properties}
         [value] = self._run("balance", [(name, [hosts, properties])], record)
         result = _checked(name, value, balance_result, hosts, record)
         return envelope(result or nothing_to_do(), record)

@@ -17,7 +17,7 @@ from xmlrpc.server import SimpleXMLRPCRequestHandler
 
 from defusedxml.xmlrpc import DefusedExpatParser, defused_gzip_decode
 
-from . import httpio, metrics
+from . import httpio, journal, metrics
 from .errors import INTERNAL_FAULT_CODE, BadArguments, MalformedRequest, RequestError, UnknownMethod
 from .listener import Listener
 from .protocol import PUBLISHED, Record
@@ -83,8 +83,9 @@ def accepts_gzip(headers):
 class ProxyServer:
     """The engine's XML-RPC methods on a Listener; settings: the [server] settings."""
 
-    def __init__(self, settings, protocol, threads=16):
+    def __init__(self, settings, protocol, threads=16, journal=None):
         self.protocol = protocol
+        self.journal = journal  # a journal.Journal, or None: no decision journal
         self.max_request = settings.max_request
         self.signatures = {m: inspect.signature(getattr(protocol, m)) for m in PUBLISHED}
         self.ids = itertools.count(1)
@@ -147,17 +148,18 @@ class ProxyServer:
 
     def _answer(self, data, record, client):
         rid = f"{self.id_prefix}-{next(self.ids)}"
-        start = time.monotonic()
+        start, started = time.monotonic(), time.time()
         method, outcome, kind = "?", "ok", "ok"
         try:
             method, params = parse_call(data)
-            answer = self.call(method, params, record)
+            answer = record.answer = self.call(method, params, record)
             body = xmlrpc.client.dumps((answer,), methodresponse=True, allow_none=False)
             if record.failed or record.errors:
                 kind, outcome = "unit_errors", "errors: " + "; ".join(
                     [f"{n}: {' / '.join(m)}" for n, m in record.failed.items()] + record.errors)
         except RequestError as e:
             kind, outcome = "bad_request", f"fault {e.fault_code}: {e}"
+            record.answer = {"fault": e.fault_code, "message": str(e)}
             body = xmlrpc.client.dumps(xmlrpc.client.Fault(e.fault_code, str(e)), methodresponse=True)
         except Exception as e:
             log.exception("request %s: internal error in %s", rid, method)
@@ -166,6 +168,9 @@ class ProxyServer:
                 INTERNAL_FAULT_CODE, f"internal proxy error ({type(e).__name__}); see the proxy log, "
                                      f"request {rid}"), methodresponse=True)
         seconds = time.monotonic() - start
+        if self.journal is not None and method in PUBLISHED:
+            self.journal.record(journal.make_entry(rid, started, client, method, record, record.answer,
+                                                   seconds, self.journal.run))
         metrics.call_done(method if method in PUBLISHED + INTROSPECTION else "other", kind, seconds, record)
         log.info("request %s %s units=%s client=%s duration=%.1fms %s", rid, method,
                  ",".join(record.units) or "-", client, seconds * 1000, outcome, extra={  # JSON log keys (logs.py)

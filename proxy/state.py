@@ -162,18 +162,18 @@ def from_document(doc, *, version, source, read_at=None):
         if v["host"] is not None and v["status"] == "up":
             up_on[v["host"]] = up_on.get(v["host"], 0) + 1
     hosts = [Host(id=h["id"], name=h["name"], status=h["status"], cluster_id=h["cluster"],
-                  memory=h["memory_mb"] * MIB, max_scheduling_memory=h["max_scheduling_memory_mb"] * MIB,
-                  free_memory=None if h["free_memory_mb"] is None else h["free_memory_mb"] * MIB,
-                  cpu_usage=float(h["cpu_load"]), cpu_cores=h["cpu_cores"], cpu_threads=h["cpu_threads"],
+                  memory=_bytes(h["memory_mb"]), max_scheduling_memory=_bytes(h["max_scheduling_memory_mb"]),
+                  free_memory=_bytes(h["free_memory_mb"]),
+                  cpu_usage=_float(h["cpu_load"]), cpu_cores=h["cpu_cores"], cpu_threads=h["cpu_threads"],
                   active_vms=up_on.get(h["id"], 0))
              for h in doc["hosts"]]
     shared = sys.intern  # values many VMs repeat: one string object each
     vms = [Vm(id=v["id"], name=v["name"], status=shared(v["status"]),
               host_id=v["host"] and shared(v["host"]),
-              memory=v["memory_mb"] * MIB, guaranteed_memory=v["guaranteed_memory_mb"] * MIB,
-              os_type=shared(v["os_type"]), cpu_usage=float(v["cpu_usage"]), vcpus=v["vcpus"],
-              cluster_id=v.get("cluster") and shared(v["cluster"]),
-              memory_usage=float(v.get("memory_usage", 50)))
+              memory=_bytes(v["memory_mb"]), guaranteed_memory=_bytes(v["guaranteed_memory_mb"]),
+              os_type=v["os_type"] and shared(v["os_type"]), cpu_usage=_float(v["cpu_usage"]),
+              vcpus=v["vcpus"], cluster_id=v.get("cluster") and shared(v["cluster"]),
+              memory_usage=_float(v.get("memory_usage", 50)))
            for v in doc["vms"]]
     return Snapshot(
         version=version, read_at=time.time() if read_at is None else read_at, read_seconds=0.0,
@@ -195,3 +195,49 @@ def _group(g):
         hosts_rule=rule(g.get("hosts_rule")), priority=float(g.get("priority", 1.0)),
         vm_ids=tuple(g.get("vms", ())), host_ids=tuple(g.get("hosts", ())),
         vm_label_ids=tuple(g.get("vm_labels", ())), host_label_ids=tuple(g.get("host_labels", ())))
+
+
+# A snapshot read from an engine may lack figures (None) that a snapshot file must have:
+# to_document keeps them None, and from_document takes them back as None.
+def _bytes(mib):
+    return None if mib is None else mib * MIB
+
+
+def _float(value):
+    return None if value is None else float(value)
+
+
+def _mib(size):
+    return None if size is None else size // MIB
+
+
+def _num(value):
+    """Whole figures as ints, as a snapshot file has them (its validator wants whole numbers)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def to_document(snap):
+    """The snapshot document of a Snapshot: from_document(to_document(s)) holds the same state
+    (sizes are whole MiB there; the journal stores snapshots this way)."""
+    def rule(r):
+        return {"enabled": r.enabled, "positive": r.positive, "enforcing": r.enforcing}
+    return {
+        "clusters": [{"id": c.id, "name": c.name, **({"memory_overcommit": c.memory_overcommit}
+                                                     if c.memory_overcommit is not None else {})}
+                     for c in snap.clusters.values()],
+        "hosts": [{"id": h.id, "name": h.name, "status": h.status, "cluster": h.cluster_id,
+                   "memory_mb": _mib(h.memory), "max_scheduling_memory_mb": _mib(h.max_scheduling_memory),
+                   "free_memory_mb": _mib(h.free_memory), "cpu_load": _num(h.cpu_usage),
+                   "cpu_cores": h.cpu_cores, "cpu_threads": h.cpu_threads} for h in snap.hosts.values()],
+        "vms": [{"id": v.id, "name": v.name, "status": v.status, "memory_mb": _mib(v.memory),
+                 "guaranteed_memory_mb": _mib(v.guaranteed_memory), "host": v.host_id,
+                 "os_type": v.os_type, "cpu_usage": _num(v.cpu_usage), "vcpus": v.vcpus,
+                 "cluster": v.cluster_id,
+                 "memory_usage": None if v.memory_usage is None else round(v.memory_usage)} for v in snap.vms.values()],
+        "affinity_groups": [{"id": g.id, "name": g.name, "cluster": g.cluster_id,
+                             "vms_rule": rule(g.vms_rule), "hosts_rule": rule(g.hosts_rule),
+                             "priority": g.priority, "vms": list(g.vm_ids), "hosts": list(g.host_ids),
+                             "vm_labels": list(g.vm_label_ids), "host_labels": list(g.host_label_ids)}
+                            for g in snap.affinity_groups],
+        "affinity_labels": [{"id": l.id, "name": l.name, "vms": list(l.vm_ids), "hosts": list(l.host_ids)}
+                            for l in snap.affinity_labels]}

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from . import engine, messages, registry, wire
+from . import engine, explain, messages, registry, wire
 from .errors import BadUnitOutput, EngineUnavailable, UnitError, UnitNotFound, UnitRaised
 
 
@@ -91,7 +91,8 @@ def run_call(units, request, settings, limit, capture=None):
     """
     try:
         value = _call_unit(units, request, settings, limit, capture)
-        encoded = wire.encode(messages.to_wire(messages.Answer(result=value, token=engine.token())))
+        encoded = wire.encode(messages.to_wire(messages.Answer(result=value, token=engine.token(),
+                                                               reasons=explain.collected())))
     except UnitError as e:
         return _failure(e)
     except (TypeError, ValueError) as e:  # the result cannot be encoded (odd types, NaN keys…)
@@ -103,7 +104,7 @@ def run_call(units, request, settings, limit, capture=None):
 
 
 def _failure(error):
-    return wire.encode(messages.to_wire(messages.Answer.failed(error, engine.token())))
+    return wire.encode(messages.to_wire(messages.Answer.failed(error, engine.token(), explain.collected())))
 
 
 def _call_unit(units, request, settings, limit, capture):

@@ -9,6 +9,12 @@ from tests.support import PLUGINS, ProxyProcess
 pytest_plugins = ["tests.sim_fixtures"]
 
 
+@pytest.fixture(autouse=True)
+def _state_directory(monkeypatch, tmp_path):
+    """Proxies a test starts keep their journal (journal.path) in the test's folder."""
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path))
+
+
 @pytest.fixture
 def start_proxy(tmp_path):
     started = []

@@ -62,3 +62,16 @@ def test_affinity_groups_and_labels_become_records():
     assert group.hosts_rule == state.Rule() and group.vm_ids == tuple(vms)
     assert snap.groups_of(vms[0]) == (group,) and snap.groups_of("other") == ()
     assert snap.affinity_labels[0].vm_ids == (vms[0],)
+
+
+def test_to_document_is_the_inverse_of_from_document():
+    from proxy import snapshot
+    from proxy.holding import load_file
+    snap = load_file(ROOT / "config" / "cluster-small.json")
+    doc = state.to_document(snap)
+    snapshot.validate_snapshot(doc)  # a journaled state is a valid snapshot file again
+    assert state.from_document(doc, version=snap.version, source=snap.source, read_at=snap.read_at) == snap
+    unknown = dataclasses.replace(snap, hosts={h.id: dataclasses.replace(h, free_memory=None, cpu_usage=None)
+                                               for h in snap.hosts.values()})
+    back = state.from_document(state.to_document(unknown), version=1, source="x", read_at=snap.read_at)
+    assert all(h.free_memory is None and h.cpu_usage is None for h in back.hosts.values())

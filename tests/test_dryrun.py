@@ -1,0 +1,68 @@
+"""`balance UNIT --snapshot FILE`: the engine's balancing call as a dry run, hand-checked on
+config/cluster-small.json (host1 has 400 MiB free; tiny1, 1 GiB, is its smallest VM)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from proxy import dryrun
+from proxy.errors import ProxyError
+from proxy.holding import load_file
+from tests.support import ROOT
+
+CLUSTER = str(ROOT / "config" / "cluster-small.json")
+HOSTS = [f"a0000000-0000-4000-8000-00000000000{i}" for i in (1, 2, 3, 4)]
+TINY1 = "b0000000-0000-4000-8000-000000000004"
+
+
+def balance(*args):
+    done = subprocess.run([sys.executable, "-m", "proxy", "balance", *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_host_memory_balance_moves_tiny1_to_the_three_other_hosts():
+    code, out, err = balance("host_memory_balance", "--snapshot", CLUSTER, "--json")
+    assert code == 0, err
+    found = json.loads(out)
+    assert found == {"vm": TINY1, "hosts": HOSTS[1:], "snapshot": 1, "reason": found["reason"]}
+    assert found["reason"].startswith("host1 has 400 MiB free, at or under 500 MiB: move tiny1 (1024 MiB)")
+
+
+def test_text_output_names_hosts_and_vm_and_migrates_nothing():
+    code, out, _ = balance("host_memory_balance", "--snapshot", CLUSTER, "--prop", "minimum_host_memoryMB=500")
+    assert code == 0
+    assert f"decision: migrate tiny1 ({TINY1}) to one of: host2, host3, host4" in out
+    assert "host1: free 400 MiB; source" in out and "nothing was migrated" in out
+
+
+def test_a_lower_threshold_means_nothing_to_do_and_says_why():
+    code, out, _ = balance("host_memory_balance", "--snapshot", CLUSTER, "--prop", "minimum_host_memoryMB=100",
+                           "--json")
+    assert code == 0
+    assert json.loads(out) == {"vm": "", "hosts": [], "snapshot": 1,
+                               "reason": "no host has 100 MiB free or less (minimum_host_memoryMB)"}
+
+
+def test_vm_balance_and_given_hosts():
+    code, out, _ = balance("vm_balance", "--snapshot", CLUSTER, "--prop", "maximum_vm_count=2",
+                           "--hosts", ",".join(HOSTS[:2]), "--json")
+    assert code == 0
+    found = json.loads(out)
+    assert found["vm"] == "" and "no host runs fewer than 2" in found["reason"]
+
+
+def test_default_hosts_are_the_up_hosts_of_the_first_cluster():
+    snap = load_file(CLUSTER)
+    notes = []
+    assert dryrun.default_hosts(snap, None, notes.append) == HOSTS
+    assert notes == []
+    with pytest.raises(ProxyError, match="the state has the clusters"):
+        dryrun.default_hosts(snap, "nope", notes.append)
+
+
+def test_properties_must_be_key_value():
+    assert dryrun.properties(["a=1", "b="]) == {"a": "1", "b": ""}
+    with pytest.raises(ProxyError, match="KEY=VALUE"):
+        dryrun.properties(["oops"])

@@ -1,0 +1,109 @@
+"""The decision journal: entries written behind the call, bounded by age and size, dropped
+(and counted) rather than waited for, snapshots stored once per version."""
+import json
+import logging
+import os
+import threading
+import time
+
+import pytest
+
+from proxy import journal, state
+from proxy.holding import load_file
+from tests.support import ROOT, wait_until
+
+DAY = 86400.0
+
+
+def entry(n, when, version=0, payload=""):
+    return {"id": f"t-{n}", "time": when, "run": "r", "version": version, "method": "runLoadBalancing",
+            "units": ["host_memory_balance"], "hosts": [], "vm": "", "properties": {"p": payload},
+            "outcomes": [], "answer": {"result": ["", []]}, "duration_ms": 1.0}
+
+
+@pytest.fixture
+def prune_always(monkeypatch):
+    monkeypatch.setattr(journal, "PRUNE_EVERY", 0.0)
+
+
+def ids(path, **filters):
+    reader = journal.Reader(path)
+    try:
+        return [e["id"] for e in reader.recent(limit=10_000, **filters)]
+    finally:
+        reader.close()
+
+
+def test_calls_older_than_max_days_are_pruned(tmp_path, prune_always):
+    now = 1_000_000_000.0
+    j = journal.Journal(tmp_path / "j.sqlite", max_days=14, max_mb=100, clock=lambda: now)
+    j.record(entry(1, now - 20 * DAY))
+    j.record(entry(2, now - 13 * DAY))
+    j.record(entry(3, now))
+    j.close()
+    assert ids(tmp_path / "j.sqlite") == ["t-3", "t-2"]
+
+
+def test_the_file_stays_under_max_mb_and_keeps_the_newest(tmp_path, prune_always):
+    path = tmp_path / "j.sqlite"
+    j = journal.Journal(path, max_days=14, max_mb=0.25)
+    for n in range(400):  # ~2 KB each after compression (random text does not compress): ~0.8 MB
+        j.record(entry(n, time.time() + n, payload=os.urandom(1500).hex()))
+        j.flush()
+    j.close()
+    kept = ids(path)
+    assert 0 < len(kept) < 400 and kept[0] == "t-399"
+    assert path.stat().st_size <= 0.25 * 1024 * 1024 * 1.2  # the freed pages are given back
+
+
+def test_a_slow_writer_drops_and_counts_entries_and_never_blocks_the_call(tmp_path, caplog):
+    entered, gate, written = threading.Event(), threading.Event(), []
+
+    def slow_write(entries):  # a disk that does not answer until the test says so
+        entered.set()
+        gate.wait(30)
+        written.extend(entries)
+
+    j = journal.Journal(tmp_path / "j.sqlite", 14, 100, queue_size=5, write=slow_write)
+    j.record(entry(0, time.time()))
+    wait_until(entered.is_set, what="the writer to take the first entry")
+    caplog.set_level(logging.WARNING, "proxy.journal")
+    begun = time.monotonic()
+    for n in range(1, 21):
+        j.record(entry(n, time.time()))
+    assert time.monotonic() - begun < 0.5  # 20 calls, none waited for the disk
+    assert j.dropped == 15
+    assert "15 entries dropped" in caplog.text or "entries dropped so far" in caplog.text
+    gate.set()
+    j.close()
+    assert [e["id"] for e in written] == [f"t-{n}" for n in range(6)]
+
+
+def test_snapshots_are_stored_once_per_version_and_come_back_whole(tmp_path):
+    doc = state.to_document(load_file(ROOT / "config" / "cluster-small.json"))
+    j = journal.Journal(tmp_path / "j.sqlite", 14, 100)
+    j.spool_document(3, doc)
+    for n in range(3):
+        j.record(dict(entry(n, time.time(), version=3), run=j.run))
+    j.close()
+    reader = journal.Reader(tmp_path / "j.sqlite")
+    assert reader.snapshot(j.run, 3) == json.loads(json.dumps(doc))
+    assert reader.db.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0] == 1
+    assert not (tmp_path / "j.sqlite.spool" / j.run).exists()  # the spool is cleaned at close
+
+
+def test_filters_and_paths(tmp_path, monkeypatch):
+    now = time.time()
+    j = journal.Journal(tmp_path / "j.sqlite", 14, 100)
+    j.record(entry(1, now - 100))
+    j.record(dict(entry(2, now), method="runFilters", units=["max_vms"]))
+    j.close()
+    assert ids(tmp_path / "j.sqlite", unit="max_vms") == ["t-2"]
+    assert ids(tmp_path / "j.sqlite", method="runLoadBalancing") == ["t-1"]
+    assert ids(tmp_path / "j.sqlite", since=now - 50) == ["t-2"]
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/x")
+    assert journal.resolve("journal.sqlite") == journal.Path("/var/lib/x/journal.sqlite")
+    assert journal.resolve("") is None
+    monkeypatch.delenv("STATE_DIRECTORY")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert journal.resolve("j.sqlite") == tmp_path / "ovirt-scheduler-proxy" / "j.sqlite"
