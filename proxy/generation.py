@@ -89,6 +89,9 @@ class Generation:
                     "ca_file": cfg.engine.ca_file, "insecure": cfg.engine.insecure})
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             p for p in (_PACKAGE_PARENT, os.environ.get("PYTHONPATH")) if p))
+        # The password reaches the fork server in Boot; in the environment every worker (and
+        # whatever a unit starts) would inherit it.
+        env.pop("OVIRT_ENGINE_PASSWORD", None)
         # The password travels on stdin, never on a command line that `ps` shows.
         proc = subprocess.Popen([sys.executable, "-m", "proxy.forkserver", str(theirs.fileno())],
                                 stdin=subprocess.PIPE, pass_fds=[theirs.fileno()], env=env,

@@ -123,3 +123,16 @@ def test_stop_leaves_no_process(tmp_path):
     for pid in below + [server]:
         assert not alive(pid)
     t.join(5)
+
+
+def test_the_engine_password_is_not_in_any_workers_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("OVIRT_ENGINE_PASSWORD", "s3cret-in-env")
+    ex = make(PLUGINS / "basic")
+    try:
+        server = forkserver_pid(ex)
+        spares = wait_until(lambda: descendants(server), 10, "spare workers")
+        for pid in [server] + spares:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                assert b"OVIRT_ENGINE_PASSWORD" not in f.read()
+    finally:
+        ex.stop()
