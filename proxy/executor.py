@@ -76,6 +76,8 @@ class Executor:
         self.swap_lock = threading.Lock()  # guards the generation pointer and busy counts
         self.reload_lock = threading.RLock()  # one reload at a time
         self.generation = None
+        self.starting = set()  # generations whose fork server is importing the plugins
+        self.stopped = False  # set by stop(): a reload finishing later must not start serving
         self.token = None  # the engine SSO token, obtained by a worker and carried to the next calls
 
     @property
@@ -85,6 +87,16 @@ class Executor:
 
     def _new_generation(self):
         gen = Generation(self.config, self.password, self.snapshot_file)
+        with self.swap_lock:
+            stopped = self.stopped
+            self.starting.add(gen)  # stop() ends a start in progress (a reload's slow import)
+        try:
+            if stopped:
+                gen.stop()
+            gen.wait_started()
+        finally:
+            with self.swap_lock:
+                self.starting.discard(gen)
         if self.shares_state:
             gen.refresher = Refresher(
                 gen.send, self.versions, max_age=self.config.engine.max_age,
@@ -119,7 +131,12 @@ class Executor:
         with self.reload_lock:
             new = self._new_generation()
             with self.swap_lock:
-                old, self.generation = self.generation, new
+                stopped = self.stopped  # the proxy stopped while this generation started
+                if not stopped:
+                    old, self.generation = self.generation, new
+            if stopped:
+                new.stop()
+                return new.catalog
         log.info("plugins reloaded (%s): %d units, %d rejected", reason, len(new.catalog.units),
                  len(new.catalog.rejections))
         if old:
@@ -183,6 +200,9 @@ class Executor:
 
     def stop(self):
         with self.swap_lock:
-            gen, self.generation = self.generation, None
+            gen, self.generation, self.stopped = self.generation, None, True
+            starting = list(self.starting)
+        for new in starting:
+            new.stop()
         if gen:
             gen.stop()

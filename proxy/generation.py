@@ -67,9 +67,12 @@ class Generation:
         self.send_lock = threading.Lock()
         self.proc, self.ctl = self._start_fork_server(password)
         threading.Thread(target=self._read_control, name=f"forkserver-{self.proc.pid}", daemon=True).start()
+
+    def wait_started(self):
+        """Wait for the catalog (the plugins imported); stop() from another thread ends the wait."""
         with self.cond:
             self.cond.wait_for(lambda: self.catalog or not self.alive,
-                               config.plugins.timeout + START_EXTRA)
+                               self.config.plugins.timeout + START_EXTRA)
             started = self.catalog is not None
         if not started:
             self.stop()
