@@ -58,6 +58,7 @@ class Generation:
         self.fingerprint = registry.fingerprint(self.folder)
         self.cond = threading.Condition()
         self.pool = collections.deque()
+        self.waiting = 0  # take_worker() calls waiting for a spare
         self.exits = collections.OrderedDict()  # pid -> messages.Exited
         self.catalog = None
         self.alive = True
@@ -143,6 +144,11 @@ class Generation:
             if stale is not None:  # a fresh spare replaces one that holds an older snapshot
                 self.pool.remove(stale)
                 stale.sock.close()
+            if len(self.pool) >= self.config.plugins.spare_workers + self.waiting:
+                # A replacement for a take that gave up (its deadline passed): after a burst
+                # the pool returns to plugins.spare_workers; the surplus worker exits.
+                w.sock.close()
+                return
             self.pool.append(w)
         elif isinstance(msg, messages.Exited):
             self.exits[msg.pid] = msg
@@ -187,15 +193,19 @@ class Generation:
         self.send(messages.Spawn(1))  # a replacement, forked at the fork server's next quiet moment
         with self.cond:
             self._drop_stale(min_version)
-            while not self.pool:
-                if not self.alive:
-                    raise UnitCrashed(f"the fork server (pid {self.proc.pid}) has exited; "
-                                      "restart the proxy if this persists")
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ProxyBusy("no worker process became ready before the call's deadline")
-                self.cond.wait(remaining)
-                self._drop_stale(min_version)
+            self.waiting += 1
+            try:
+                while not self.pool:
+                    if not self.alive:
+                        raise UnitCrashed(f"the fork server (pid {self.proc.pid}) has exited; "
+                                          "restart the proxy if this persists")
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise ProxyBusy("no worker process became ready before the call's deadline")
+                    self.cond.wait(remaining)
+                    self._drop_stale(min_version)
+            finally:
+                self.waiting -= 1
             return self.pool.popleft()
 
     def _drop_stale(self, min_version):
