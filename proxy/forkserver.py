@@ -239,6 +239,7 @@ class ForkServer:
                 for fd in self._keep:
                     os.close(fd)
                 ours.close()
+                worker.limit_memory(self.boot.memory_limit)
                 worker.serve(theirs, self.classes, self.settings, self.limit)
             except BaseException:
                 # The proxy's own failure, not the unit's (unit errors are answers):

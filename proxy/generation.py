@@ -88,7 +88,7 @@ class Generation:
             output_limit=cfg.plugins.output_limit, import_timeout=cfg.plugins.timeout,
             log_level=cfg.log.level, log_file=cfg.log.file, log_format=cfg.log.format,
             stale_limit=cfg.engine.stale_limit,
-            snapshot_file=self.snapshot_file,
+            snapshot_file=self.snapshot_file, memory_limit=cfg.plugins.memory_limit,
             engine={"url": cfg.engine.url, "user": cfg.engine.user, "password": password,
                     "ca_file": cfg.engine.ca_file, "insecure": cfg.engine.insecure})
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(

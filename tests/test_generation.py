@@ -136,3 +136,17 @@ def test_the_engine_password_is_not_in_any_workers_environment(tmp_path, monkeyp
                 assert b"OVIRT_ENGINE_PASSWORD" not in f.read()
     finally:
         ex.stop()
+
+
+def test_a_unit_past_memory_limit_fails_clearly_in_time(tmp_path):
+    shutil.copy(PLUGINS / "misbehaving" / "runtime.py", tmp_path)
+    ex = make(tmp_path, plugins__memory_limit=256 << 20)
+    try:
+        start = time.monotonic()
+        value = call(ex, "eats_memory", "filter", [HOSTS, "vm", {}])
+        assert isinstance(value, UnitRaised), value
+        assert f"exceeded plugins.memory_limit ({256 << 20} bytes)" in str(value)
+        assert time.monotonic() - start < TIMEOUT
+        assert call(ex, "raises", "filter", [HOSTS, "vm", {}]).__class__ is UnitRaised  # the next call is fine
+    finally:
+        ex.stop()
