@@ -208,6 +208,7 @@ class ForkServer:
                     self._stop_all()
             self._reap()
             self._run_timers(running)
+        self._kill_strays()  # nothing a unit started may outlive the fork server
 
     def _on_control(self):
         try:
@@ -296,14 +297,36 @@ class ForkServer:
         if not self.pending:
             self.fork_at = None
 
+    def _kill_strays(self):
+        """SIGKILL every child that is not a worker or the state reader: something a unit
+        started (setsid, a double fork, a daemon) and that came back here, as the child
+        subreaper, when its parent ended.  Its own children come back in turn when it dies,
+        and the reap that follows finds them."""
+        known = set(self.workers) | ({self.read.pid} if self.read is not None else set())
+        try:
+            with open(f"/proc/self/task/{os.getpid()}/children") as f:
+                children = [int(pid) for pid in f.read().split()]
+        except OSError:
+            return
+        for pid in children:
+            if pid not in known:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
     def _reap(self):
+        reaped = False
         while True:
             try:
                 info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             except ChildProcessError:
-                return
+                info = None
             if info is None or info.si_pid == 0:
+                if reaped:  # a call ended (or a stray did): whatever it left behind goes now
+                    self._kill_strays()
                 return
+            reaped = True
             pid = info.si_pid
             if pid in self.workers:
                 # The worker is a zombie, so its pid (= its group id) cannot be reused yet:

@@ -150,3 +150,26 @@ def test_a_unit_past_memory_limit_fails_clearly_in_time(tmp_path):
         assert call(ex, "raises", "filter", [HOSTS, "vm", {}]).__class__ is UnitRaised  # the next call is fine
     finally:
         ex.stop()
+
+
+@pytest.mark.parametrize("name, utype", [("setsid_grandchild", "filter"), ("daemon_grandchild", "balance")])
+def test_no_descendant_escapes_the_call_or_the_stop(tmp_path, name, utype):
+    shutil.copy(PLUGINS / "misbehaving" / "escapes.py", tmp_path)
+    ex = make(tmp_path)
+    try:
+        pid_file = tmp_path / "escaped.pid"
+        props = {"pid_file": str(pid_file)}
+        call(ex, name, utype, [HOSTS, props] if utype == "balance" else [HOSTS, "vm", props])
+        escaped = int(pid_file.read_text())
+        wait_until(lambda: not alive(escaped), 3, f"the {name} process to be killed when the call ended")
+        pid_file.unlink()
+        # the proxy's stop while a call is still running: nothing it started survives
+        t = threading.Thread(target=call, args=(ex, name, utype, [HOSTS, props] if utype == "balance"
+                                                else [HOSTS, "vm", props], 10))
+        t.start()
+        wait_until(pid_file.exists, 5, "the unit to leave a process behind")
+        escaped = int(pid_file.read_text())
+    finally:
+        ex.stop()
+    wait_until(lambda: not alive(escaped), 3, f"the {name} process to be killed at the stop")
+    t.join(10)
