@@ -298,10 +298,9 @@ class ForkServer:
             self.fork_at = None
 
     def _kill_strays(self):
-        """SIGKILL every child that is not a worker or the state reader: something a unit
-        started (setsid, a double fork, a daemon) and that came back here, as the child
-        subreaper, when its parent ended.  Its own children come back in turn when it dies,
-        and the reap that follows finds them."""
+        """SIGKILL every child but the workers and the state reader: what a unit started
+        (setsid, a daemon's double fork) comes back here, the subreaper, when its parent ends;
+        its own children come back when it dies, and the next reap finds them."""
         known = set(self.workers) | ({self.read.pid} if self.read is not None else set())
         try:
             with open(f"/proc/self/task/{os.getpid()}/children") as f:
@@ -323,9 +322,7 @@ class ForkServer:
             except ChildProcessError:
                 info = None
             if info is None or info.si_pid == 0:
-                if reaped:  # a call ended (or a stray did): whatever it left behind goes now
-                    self._kill_strays()
-                return
+                return reaped and self._kill_strays()  # a call (or a stray) ended: its leftovers go
             reaped = True
             pid = info.si_pid
             if pid in self.workers:
