@@ -303,9 +303,27 @@ def _record_signals():
     return wake_r
 
 
+def _reload_in_background(executor, reloading):
+    """SIGHUP's reload, on its own thread: a slow one (a plugin import that hangs until
+    plugins.timeout) must never delay a stop signal.  One at a time; calls in flight finish
+    on the generation they started on (executor.reload retires the old one)."""
+    if not reloading.acquire(blocking=False):
+        log.info("SIGHUP: a reload is already running; its result includes the current files")
+        return
+
+    def run():
+        try:
+            executor.reload("SIGHUP")
+        except ProxyError as e:
+            log.error("reload failed, keeping the units loaded before: %s", e)
+        finally:
+            reloading.release()
+    threading.Thread(target=run, name="reload", daemon=True).start()
+
+
 def _signal_loop(wake_r, server, executor, timeout):
     drained_r, drained_w = os.pipe()
-    stopping = False
+    stopping, reloading = False, threading.Lock()
     while True:
         try:
             ready, _, _ = select.select([wake_r, drained_r], [], [])
@@ -315,10 +333,7 @@ def _signal_loop(wake_r, server, executor, timeout):
             return
         for signum in os.read(wake_r, 64):
             if signum == signal.SIGHUP and not stopping:
-                try:
-                    executor.reload("SIGHUP")
-                except ProxyError as e:
-                    log.error("reload failed, keeping the units loaded before: %s", e)
+                _reload_in_background(executor, reloading)
             elif signum in (signal.SIGTERM, signal.SIGINT):
                 if stopping:
                     log.warning("second stop signal: stopping now")

@@ -126,6 +126,10 @@ SETTINGS = (
             "Worker processes forked ahead of demand, so a call does not wait for a fork.", None, _at_least(0)),
     Setting("plugins", "output_limit", int, 8 * 1024 * 1024,
             "Bytes a unit may print to stdout or answer with; more is an error.", None, _at_least(1024)),
+    Setting("plugins", "memory_limit", int, 1024 * 1024 * 1024,
+            "Bytes of address space a worker may add to what it inherits from the fork server (the "
+            "plugins, the engine snapshot); a unit that needs more fails with a MemoryError. "
+            "0: no limit.", None, _non_negative),
     Setting("log", "level", str, "INFO", "DEBUG, INFO, WARNING or ERROR.", "--log-level", _level),
     Setting("log", "file", Path, "", "Log file. Empty: standard error (the journal under systemd).",
             "--log-file"),

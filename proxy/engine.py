@@ -161,16 +161,22 @@ def describe_error(exc, settings=None):
         return (f"the {where} did not answer before the call's deadline ({text}) — check that the "
                 "engine is up and not overloaded, or raise plugins.timeout")
     if isinstance(exc, sdk.ConnectionError) or code in (6, 7):
-        return (f"cannot connect to the {where}: {text} — check [engine] url and that the "
-                "engine is running")
+        return (f"cannot connect to the {where}: {text} — the engine is not reachable at "
+                f"{url or 'the configured URL'}: check [engine] url and that the engine is running")
     if code in _TLS_CURL_CODES:
         return (f"TLS with the {where} failed: {text} — check [engine] ca_file "
                 "(or insecure, for testing only)")
+    # An HTTP status says who failed: 401/403 the credentials, 5xx the engine server itself;
+    # only an answer of the wrong kind points at the URL.
+    status = getattr(exc, "status", None) or getattr(exc, "code", None)
+    if isinstance(status, int) and status in (401, 403):
+        return (f"the {where} refused the login for {user} (HTTP {status}): {text} — the credentials "
+                "are wrong or the user may not log in: check [engine] user and password_file")
+    if isinstance(status, int) and status >= 500:
+        return (f"the {where} failed with HTTP {status} (the engine server failed, not the proxy "
+                f"or the credentials): {text} — see the engine's log (engine.log)")
     if isinstance(exc, sdk_internals.SsoReplyError):
         return f"{text} — check [engine] url (it should end in /ovirt-engine/api)"
-    status = getattr(exc, "code", None)
-    if isinstance(status, int) and status >= 500:
-        return f"the {where} failed with HTTP {status}: {text} — see the engine's log"
     if isinstance(exc, sdk.NotFoundError):
         return f"the {where} does not know what was asked for: {text}"
     return f"the {where} answered with an error: {text}"

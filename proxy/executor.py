@@ -26,27 +26,37 @@ class Call:
 
 
 class Slots:
-    """The concurrency limit; a request takes all the slots it needs at once, so two
-    multi-unit requests can never each hold half and wait for the other."""
+    """The concurrency limit.  A batch takes its slots at once and frees them together, so
+    requests never wait on each other while holding some; a batch takes what is free, at
+    least one, up to the request's share (Executor.share)."""
 
     def __init__(self, n):
         self.free = n
         self.cond = threading.Condition()
 
-    def acquire(self, n, deadline):
+    def acquire(self, most, deadline):
+        """Take between 1 and `most` slots (as many as are free); returns how many."""
         with self.cond:
-            while self.free < n:
+            while self.free < 1:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise ProxyBusy("no free slot before the call's deadline; raise plugins.concurrency "
                                     "or plugins.timeout")
                 self.cond.wait(remaining)
+            n = min(most, self.free)
             self.free -= n
+            return n
 
     def release(self, n):
         with self.cond:
             self.free += n
             self.cond.notify_all()
+
+
+def request_share(concurrency):
+    """Slots one request may hold at once: all but a quarter (at least one), so a request
+    naming many slow or hanging units never keeps another request's call from starting."""
+    return max(1, concurrency - max(1, concurrency // 4))
 
 
 class Finished:
@@ -77,6 +87,8 @@ class Executor:
         self.swap_lock = threading.Lock()  # guards the generation pointer and busy counts
         self.reload_lock = threading.RLock()  # one reload at a time
         self.generation = None
+        self.starting = set()  # generations whose fork server is importing the plugins
+        self.stopped = False  # set by stop(): a reload finishing later must not start serving
         self.token = None  # the engine SSO token, obtained by a worker and carried to the next calls
 
     @property
@@ -86,6 +98,16 @@ class Executor:
 
     def _new_generation(self):
         gen = Generation(self.config, self.password, self.snapshot_file)
+        with self.swap_lock:
+            stopped = self.stopped
+            self.starting.add(gen)  # stop() ends a start in progress (a reload's slow import)
+        try:
+            if stopped:
+                gen.stop()
+            gen.wait_started()
+        finally:
+            with self.swap_lock:
+                self.starting.discard(gen)
         if self.shares_state:
             gen.refresher = Refresher(
                 gen.send, self.versions, max_age=self.config.engine.max_age,
@@ -120,7 +142,12 @@ class Executor:
         with self.reload_lock:
             new = self._new_generation()
             with self.swap_lock:
-                old, self.generation = self.generation, new
+                stopped = self.stopped  # the proxy stopped while this generation started
+                if not stopped:
+                    old, self.generation = self.generation, new
+            if stopped:
+                new.stop()
+                return new.catalog
         log.info("plugins reloaded (%s): %d units, %d rejected", reason, len(new.catalog.units),
                  len(new.catalog.rejections))
         if old:
@@ -128,7 +155,7 @@ class Executor:
         return new.catalog
 
     def run(self, calls, deadline):
-        """Run the calls (concurrently, up to plugins.concurrency).
+        """Run the calls (concurrently, up to the request's share of plugins.concurrency).
 
         Returns (a value or a UnitError per call, Finished): call Finished.release() once
         the answer has been sent.
@@ -138,22 +165,22 @@ class Executor:
         if refresher is not None:
             refresher.token = self.token
         state = refresher.before_call(deadline) if refresher is not None else (0, None)
-        width = self.config.plugins.concurrency
-        for start in range(0, len(calls), width):
-            batch = calls[start:start + width]
+        share, start = request_share(self.config.plugins.concurrency), 0
+        while start < len(calls):
             try:
-                self.slots.acquire(len(batch), deadline)
+                taken = self.slots.acquire(min(share, len(calls) - start), deadline)
             except ProxyBusy as e:
-                results += [e] * len(batch)
-                finished.replies += [None] * len(batch)
-                continue
+                results += [e] * (len(calls) - start)
+                finished.replies += [None] * (len(calls) - start)
+                break
+            batch, start = calls[start:start + taken], start + taken
             gen = self._enter()
             try:
                 replies, socks = gen.run_batch(batch, deadline, self.token, state)
                 metrics.units_timed(batch, replies)
             finally:
                 self._leave(gen)
-                self.slots.release(len(batch))
+                self.slots.release(taken)
             finished.socks += socks
             finished.replies += replies
             for reply in replies:
@@ -186,6 +213,9 @@ class Executor:
 
     def stop(self):
         with self.swap_lock:
-            gen, self.generation = self.generation, None
+            gen, self.generation, self.stopped = self.generation, None, True
+            starting = list(self.starting)
+        for new in starting:
+            new.stop()
         if gen:
             gen.stop()

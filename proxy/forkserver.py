@@ -208,6 +208,7 @@ class ForkServer:
                     self._stop_all()
             self._reap()
             self._run_timers(running)
+        self._kill_strays()  # nothing a unit started may outlive the fork server
 
     def _on_control(self):
         try:
@@ -239,6 +240,7 @@ class ForkServer:
                 for fd in self._keep:
                     os.close(fd)
                 ours.close()
+                worker.limit_memory(self.boot.memory_limit)
                 worker.serve(theirs, self.classes, self.settings, self.limit)
             except BaseException:
                 # The proxy's own failure, not the unit's (unit errors are answers):
@@ -295,14 +297,33 @@ class ForkServer:
         if not self.pending:
             self.fork_at = None
 
+    def _kill_strays(self):
+        """SIGKILL every child but the workers and the state reader: what a unit started
+        (setsid, a daemon's double fork) comes back here, the subreaper, when its parent ends;
+        its own children come back when it dies, and the next reap finds them."""
+        known = set(self.workers) | ({self.read.pid} if self.read is not None else set())
+        try:
+            with open(f"/proc/self/task/{os.getpid()}/children") as f:
+                children = [int(pid) for pid in f.read().split()]
+        except OSError:
+            return
+        for pid in children:
+            if pid not in known:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
     def _reap(self):
+        reaped = False
         while True:
             try:
                 info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             except ChildProcessError:
-                return
+                info = None
             if info is None or info.si_pid == 0:
-                return
+                return reaped and self._kill_strays()  # a call (or a stray) ended: its leftovers go
+            reaped = True
             pid = info.si_pid
             if pid in self.workers:
                 # The worker is a zombie, so its pid (= its group id) cannot be reused yet:

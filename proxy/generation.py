@@ -60,6 +60,7 @@ class Generation:
         self.fingerprint = registry.fingerprint(self.folder)
         self.cond = threading.Condition()
         self.pool = collections.deque()
+        self.waiting = 0  # take_worker() calls waiting for a spare
         self.exits = collections.OrderedDict()  # pid -> messages.Exited
         self.catalog = None
         self.alive = True
@@ -69,9 +70,12 @@ class Generation:
         self.send_lock = threading.Lock()
         self.proc, self.ctl = self._start_fork_server(password)
         threading.Thread(target=self._read_control, name=f"forkserver-{self.proc.pid}", daemon=True).start()
+
+    def wait_started(self):
+        """Wait for the catalog (the plugins imported); stop() from another thread ends the wait."""
         with self.cond:
             self.cond.wait_for(lambda: self.catalog or not self.alive,
-                               config.plugins.timeout + START_EXTRA)
+                               self.config.plugins.timeout + START_EXTRA)
             started = self.catalog is not None
         if not started:
             self.stop()
@@ -86,11 +90,14 @@ class Generation:
             output_limit=cfg.plugins.output_limit, import_timeout=cfg.plugins.timeout,
             log_level=cfg.log.level, log_file=cfg.log.file, log_format=cfg.log.format,
             stale_limit=cfg.engine.stale_limit,
-            snapshot_file=self.snapshot_file,
+            snapshot_file=self.snapshot_file, memory_limit=cfg.plugins.memory_limit,
             engine={"url": cfg.engine.url, "user": cfg.engine.user, "password": password,
                     "ca_file": cfg.engine.ca_file, "insecure": cfg.engine.insecure})
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             p for p in (_PACKAGE_PARENT, os.environ.get("PYTHONPATH")) if p))
+        # The password reaches the fork server in Boot; in the environment every worker (and
+        # whatever a unit starts) would inherit it.
+        env.pop("OVIRT_ENGINE_PASSWORD", None)
         # The password travels on stdin, never on a command line that `ps` shows.
         proc = subprocess.Popen([sys.executable, "-m", "proxy.forkserver", str(theirs.fileno())],
                                 stdin=subprocess.PIPE, pass_fds=[theirs.fileno()], env=env,
@@ -139,6 +146,11 @@ class Generation:
             if stale is not None:  # a fresh spare replaces one that holds an older snapshot
                 self.pool.remove(stale)
                 stale.sock.close()
+            if len(self.pool) >= self.config.plugins.spare_workers + self.waiting:
+                # A replacement for a take that gave up (its deadline passed): after a burst
+                # the pool returns to plugins.spare_workers; the surplus worker exits.
+                w.sock.close()
+                return
             self.pool.append(w)
         elif isinstance(msg, messages.Exited):
             self.exits[msg.pid] = msg
@@ -183,15 +195,19 @@ class Generation:
         self.send(messages.Spawn(1))  # a replacement, forked at the fork server's next quiet moment
         with self.cond:
             self._drop_stale(min_version)
-            while not self.pool:
-                if not self.alive:
-                    raise UnitCrashed(f"the fork server (pid {self.proc.pid}) has exited; "
-                                      "restart the proxy if this persists")
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ProxyBusy("no worker process became ready before the call's deadline")
-                self.cond.wait(remaining)
-                self._drop_stale(min_version)
+            self.waiting += 1
+            try:
+                while not self.pool:
+                    if not self.alive:
+                        raise UnitCrashed(f"the fork server (pid {self.proc.pid}) has exited; "
+                                          "restart the proxy if this persists")
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise ProxyBusy("no worker process became ready before the call's deadline")
+                    self.cond.wait(remaining)
+                    self._drop_stale(min_version)
+            finally:
+                self.waiting -= 1
             return self.pool.popleft()
 
     def _drop_stale(self, min_version):

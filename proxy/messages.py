@@ -58,6 +58,7 @@ class Boot:
     log_format: str = "text"  # logs.FORMATS
     stale_limit: float = 60.0  # engine.stale_limit
     snapshot_file: str = ""  # serve --snapshot: the state to hold, never refreshed
+    memory_limit: int = 0  # plugins.memory_limit: bytes a worker may add; 0: no limit
 
 
 @dataclasses.dataclass(frozen=True)

@@ -169,7 +169,7 @@ def combine_filters(hosts, outcomes, record):
     """The hosts every working filter passed; all hosts (and an error) if no filter worked,
     as the original proxy did: failing open is what the engine itself does on errors."""
     passed, any_ok = set(hosts), False
-    for name, value in outcomes:
+    for name, value in dict(outcomes).items():  # a name given twice filters (and fails) once
         result = _checked(name, value, filter_result, hosts, record)
         if result is not None:
             any_ok = True
@@ -186,9 +186,11 @@ def combine_scores(hosts, outcomes, record):
     The engine gets summed 2-element pairs, so it applies no factor of its own
     (docs/ENGINE_PROTOCOL.md §2.4): the weights are applied here.  outcomes: [(name, weight, value)].
     """
-    totals = dict.fromkeys(hosts, 0)
+    totals, checked = dict.fromkeys(hosts, 0), {}
     for name, weight, value in outcomes:
-        for host, score in (_checked(name, value, score_result, hosts, record) or {}).items():
+        if name not in checked:  # a name given twice is checked (and reported) once
+            checked[name] = _checked(name, value, score_result, hosts, record) or {}
+        for host, score in checked[name].items():
             totals[host] += weight * score
     return [[h, clamp32(t)] for h, t in totals.items()]
 
@@ -214,31 +216,34 @@ class EngineProtocol:
         catalog = self.executor.catalog()
         deadline = time.monotonic() + self.timeout
         record.utype = utype
-        values, calls, slots = [FAILED] * len(names_and_args), [], []
-        for i, (name, args) in enumerate(names_and_args):
-            record.units.append(name)
-            record.outcomes.append({"unit": name, "weight": None, "answer": None, "error": None,
-                                    "seconds": None, "reasons": None, "version": 0})
+        # A name runs once however often the request names it (every name of one request
+        # gets the same arguments), and a name no unit has costs no process.
+        distinct = list(dict.fromkeys(name for name, _ in names_and_args))
+        record.units += distinct
+        args_of = {name: args for name, args in reversed(names_and_args)}
+        calls, outcome, noted = [], {}, {}
+        for name in distinct:
+            noted[name] = {"unit": name, "weight": None, "answer": None, "error": None,
+                           "seconds": None, "reasons": None, "version": 0}
+            record.outcomes.append(noted[name])
             unit = catalog.find(utype, name)
             if unit is None:
+                outcome[name] = FAILED
                 record.fail(
                     name, "UnitNotFound", f"no {utype} unit named {name!r} was discovered; "
                     "`ovirt-scheduler-proxy list` shows the units and why any were rejected")
-                continue
-            calls.append(Call(unit, args))
-            slots.append(i)
-        results = []
-        if calls:
-            results, finished = self.executor.run(calls, deadline)
-            record.finished.append(finished)
-            _note_replies(record.outcomes[-len(names_and_args):], slots, finished.replies)
-        for i, value in zip(slots, results):
-            if isinstance(value, UnitError):
-                name = names_and_args[i][0]
-                record.fail(name, type(value).__name__, f"{type(value).__name__}: {value}")
             else:
-                values[i] = value
-        return values
+                calls.append((name, Call(unit, args_of[name])))
+        if calls:
+            results, finished = self.executor.run([c for _, c in calls], deadline)
+            record.finished.append(finished)
+            _note_replies([noted[name] for name, _ in calls], range(len(calls)), finished.replies)
+            for (name, _), value in zip(calls, results):
+                if isinstance(value, UnitError):
+                    record.fail(name, type(value).__name__, f"{type(value).__name__}: {value}")
+                    value = FAILED
+                outcome[name] = value
+        return [outcome[name] for name, _ in names_and_args]
 
     def discover(self, record):
         """Return the policy units: {"filters"|"scores"|"balance": {name: [description, parameters]}}."""
@@ -271,8 +276,8 @@ class EngineProtocol:
         properties = _properties(properties, nil_ok=True)
         record.inputs = {"hosts": hosts, "vm": vm, "properties": properties}
         values = self._run("score", [(n, [hosts, vm, properties]) for n, _ in pairs], record)
-        for outcome, (_, weight) in zip(record.outcomes, pairs):
-            outcome["weight"] = weight
+        for outcome in record.outcomes:  # a name given twice counts with both its weights
+            outcome["weight"] = sum(w for n, w in pairs if n == outcome["unit"])
         outcomes = [(n, w, v) for (n, w), v in zip(pairs, values)]
         return envelope(combine_scores(hosts, outcomes, record), record)
 

@@ -54,7 +54,12 @@ class PromptMulti:
 
 
 class SsoReplyError(sdk.Error):
-    """The SSO endpoint answered something that is not a JSON object."""
+    """The SSO endpoint answered something that is not a JSON object; `status` is its HTTP
+    status (None when unknown), so the message can blame the credentials or the server."""
+
+    def __init__(self, message, status=None):
+        super().__init__(message)
+        self.status = status
 
 
 class Connection(sdk.Connection):
@@ -123,7 +128,7 @@ class Connection(sdk.Connection):
                              if h.lower().startswith(b"content-type:")), "")
         if not _JSON_TYPE.match(content_type):
             raise SsoReplyError(f"the SSO service at {url} answered HTTP {status} with "
-                                 f"{content_type or 'no content type'}, not JSON")
+                                 f"{content_type or 'no content type'}, not JSON", status)
         try:
             reply = json.loads(body.getvalue().decode("utf-8"))
         except ValueError as e:

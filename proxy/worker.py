@@ -10,6 +10,7 @@ import ast
 import fcntl
 import io
 import os
+import resource
 import sys
 import time
 
@@ -64,6 +65,28 @@ class StdoutCapture:
         if n > self.limit:
             raise self.too_much()
         return os.pread(1, n, 0).decode("utf-8", "replace")
+
+
+def limit_memory(extra):
+    """Cap this worker's address space at what it has now plus `extra` bytes (0: no cap).
+
+    RLIMIT_AS, measured from the worker's size at fork: the fork server's image (the SDK,
+    the plugins, the engine snapshot it holds) is shared copy-on-write and already counted,
+    so the limit bounds what the unit adds, however big the snapshot.  RLIMIT_DATA would
+    miss file mappings and memory a unit maps itself; RSS has no enforced limit.  The
+    address space is larger than what is resident (thread stacks, malloc arenas): the
+    default leaves room for that.  Subprocesses a unit starts inherit the cap.
+    """
+    if not extra:
+        return
+    with open("/proc/self/statm", "rb") as f:
+        size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    _memory.limit = extra
+    resource.setrlimit(resource.RLIMIT_AS, (size + extra, size + extra))
+
+
+class _memory:
+    limit = 0  # plugins.memory_limit as applied to this worker
 
 
 def literal_from_stdout(text):
@@ -122,6 +145,10 @@ def _call_unit(units, request, settings, limit, capture):
     except BaseException as e:
         if capture.overflowed():  # its failed print is the symptom, not the cause
             raise capture.too_much() from None
+        if isinstance(e, MemoryError) and _memory.limit:
+            raise UnitRaised(f"exceeded plugins.memory_limit ({_memory.limit} bytes) and failed with "
+                             "MemoryError; use less memory or raise plugins.memory_limit",
+                             exception="MemoryError", where=registry.where(e)) from None
         message = engine.describe_error(e)
         if message:
             raise EngineUnavailable(message, exception=type(e).__name__) from None

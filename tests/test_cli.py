@@ -1,16 +1,20 @@
 """The command line: `list` (a folder, or a running proxy), `config`, and `serve`'s start-up:
 errors (exit codes, messages) and the engine check."""
 import json
+import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
+import time
 import xmlrpc.client
 
 import pytest
 import tomllib
 
 from proxy import config
-from tests.support import PLUGINS, ROOT, free_port, wait_until
+from tests.support import PLUGINS, ROOT, alive, descendants, free_port, wait_until
 
 
 def cli(*args):
@@ -125,3 +129,19 @@ def test_serve_logs_a_good_engine_check(start_proxy):
     line = wait_until(lambda: re.search(r"INFO proxy\[\d+\]: engine check: (.*)", p.log()), 30,
                       "the engine check's log line")
     assert line.group(1).endswith("logged in as admin@internal; oVirt Engine (simulated) 4.5-sim; read host host1")
+
+
+def test_a_slow_reload_never_delays_a_stop(start_proxy, tmp_path):
+    plugins = tmp_path / "plugins"
+    shutil.copytree(PLUGINS / "basic", plugins)
+    p = start_proxy(plugins, "--timeout", "30")
+    server = p.proc.pid
+    (plugins / "hangs_on_import.py").write_text("import time\ntime.sleep(3600)\n")
+    os.kill(server, signal.SIGHUP)  # its trial import hangs until plugins.timeout (30 s)
+    below = wait_until(lambda: len(d := descendants(server)) > 6 and d, 10,
+                       "the reload's fork server to start importing")
+    start = time.monotonic()
+    assert p.stop(signal.SIGTERM, timeout=10) == 0
+    assert time.monotonic() - start < 5
+    assert "stopped" in p.log()
+    assert not [pid for pid in below if alive(pid)]  # the reload's fork server and its imports too

@@ -7,7 +7,7 @@ import ovirtsdk4 as sdk
 import pycurl
 import pytest
 
-from proxy import engine, state
+from proxy import engine, sdk_internals, state
 from proxy.sim import SimulatedEngine
 from proxy.sim.generate import generate_snapshot
 
@@ -378,3 +378,23 @@ def test_no_snapshot_yet_and_a_failed_read_is_an_engine_error():
             engine.hosts(None, ["h"])
     finally:
         engine.bind(None)
+
+
+def test_describe_error_says_whether_the_credentials_the_server_or_the_url_failed(bound_engine):
+    url = bound_engine.url
+    sso = f"{url.rsplit('/api', 1)[0]}/sso/oauth/token"
+    cases = [
+        (sdk_internals.SsoReplyError(f"the SSO service at {sso} answered HTTP 401 with text/html, not JSON",
+                                     401), "the credentials are wrong", "check [engine] user and password_file"),
+        (sdk_internals.SsoReplyError(f"the SSO service at {sso} answered HTTP 500 with text/html, not JSON",
+                                     500), "the engine server failed", "see the engine's log"),
+        (sdk.Error("HTTP response code is 503.", code=503), "the engine server failed", "see the engine's log"),
+        (pycurl.error(7, "Connection refused"), f"the engine is not reachable at {url}", "check [engine] url"),
+        (sdk_internals.SsoReplyError(f"the SSO service at {sso} answered HTTP 200 with text/html, not JSON",
+                                     200), "check [engine] url", "/ovirt-engine/api"),
+    ]
+    for exc, who, fix in cases:
+        message = engine.describe_error(exc)
+        assert who in message and fix in message, message
+    for exc, _, _ in cases[:2]:
+        assert "check [engine] url" not in engine.describe_error(exc)

@@ -9,7 +9,7 @@ import pytest
 from proxy import config, executor, protocol
 from proxy.errors import ProxyBusy, UnitCrashed
 from tests.executor_support import HOSTS, TIMEOUT, call, forkserver_pid, make
-from tests.support import PLUGINS, alive, wait_until
+from tests.support import PLUGINS, alive, descendants, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -19,26 +19,68 @@ def good():
     ex.stop()
 
 
-def test_calls_run_concurrently_up_to_the_limit(tmp_path):
+def test_calls_run_concurrently_up_to_the_requests_share(tmp_path):
     (tmp_path / "slow.py").write_text(
         "import time\nclass slow:\n    def do_filter(self, hosts, vm, args):\n"
         "        time.sleep(0.5)\n        return hosts\n")
     ex = make(tmp_path, plugins__concurrency=4)
     try:
         unit = ex.catalog().find("filter", "slow")
+        assert executor.request_share(4) == 3
         start = time.monotonic()
-        values, finished = ex.run([executor.Call(unit, [HOSTS, "vm", {}])] * 4, time.monotonic() + 5)
+        values, finished = ex.run([executor.Call(unit, [HOSTS, "vm", {}])] * 3, time.monotonic() + 5)
         finished.release()
-        assert values == [HOSTS] * 4
-        assert time.monotonic() - start < 1.5  # four 0.5 s calls side by side, not one after another
-        # a fifth concurrent caller waits for a slot, and gives up at its deadline
-        busy = threading.Thread(target=ex.run, args=([executor.Call(unit, [HOSTS, "vm", {}])] * 4,
-                                                     time.monotonic() + 5))
-        busy.start()
-        wait_until(lambda: ex.slots.free == 0, 5, "the four calls to take every slot")
+        assert values == [HOSTS] * 3
+        assert time.monotonic() - start < 1.0  # three 0.5 s calls side by side, not one after another
+        # two requests take every slot (one its share, the other the rest); a third waits
+        # for a slot, and gives up at its deadline
+        busy = [threading.Thread(target=ex.run, args=([executor.Call(unit, [HOSTS, "vm", {}])] * 4,
+                                                      time.monotonic() + 5)) for _ in range(2)]
+        for t in busy:
+            t.start()
+        wait_until(lambda: ex.slots.free == 0, 5, "the two requests to take every slot")
         [value], _ = ex.run([executor.Call(unit, [HOSTS, "vm", {}])], time.monotonic() + 0.2)
-        busy.join()
+        for t in busy:
+            t.join()
         assert isinstance(value, ProxyBusy)
+    finally:
+        ex.stop()
+
+
+def test_a_request_of_hanging_units_leaves_slots_for_other_requests():
+    ex = make(PLUGINS / "misbehaving", plugins__concurrency=8)
+    try:
+        hanging = ex.catalog().find("filter", "hangs_filter")
+        t = threading.Thread(target=ex.run, args=([executor.Call(hanging, [HOSTS, "vm", {}])] * 8,
+                                                  time.monotonic() + 3))
+        t.start()
+        wait_until(lambda: ex.slots.free == 8 - executor.request_share(8), 5, "the hanging units to start")
+        start = time.monotonic()
+        assert call(ex, "raises", "filter", [HOSTS, "vm", {}]).__class__.__name__ == "UnitRaised"
+        assert time.monotonic() - start < 0.5  # it got a slot at once, not after the 3 s deadline
+        t.join()
+    finally:
+        ex.stop()
+
+
+def test_the_spare_pool_returns_to_its_size_after_a_burst(tmp_path):
+    (tmp_path / "slow.py").write_text(
+        "import time\nclass slow:\n    def do_filter(self, hosts, vm, args):\n"
+        "        time.sleep(0.3)\n        return hosts\n")
+    ex = make(tmp_path, plugins__concurrency=8, plugins__spare_workers=2)
+    try:
+        unit = ex.catalog().find("filter", "slow")
+        # takes that give up (ProxyBusy) still asked for replacements: the burst's surplus
+        threads = [threading.Thread(target=lambda: ex.run([executor.Call(unit, [HOSTS, "vm", {}])] * 6,
+                                                          time.monotonic() + 0.4)[1].release())
+                   for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        server = forkserver_pid(ex)
+        wait_until(lambda: len(ex.generation.pool) == 2 and len([p for p in descendants(server) if alive(p)]) == 2,
+                   5, "two spare workers, no more, in the server's pool and below the fork server")
     finally:
         ex.stop()
 

@@ -123,3 +123,53 @@ def test_stop_leaves_no_process(tmp_path):
     for pid in below + [server]:
         assert not alive(pid)
     t.join(5)
+
+
+def test_the_engine_password_is_not_in_any_workers_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("OVIRT_ENGINE_PASSWORD", "s3cret-in-env")
+    ex = make(PLUGINS / "basic")
+    try:
+        server = forkserver_pid(ex)
+        spares = wait_until(lambda: descendants(server), 10, "spare workers")
+        for pid in [server] + spares:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                assert b"OVIRT_ENGINE_PASSWORD" not in f.read()
+    finally:
+        ex.stop()
+
+
+def test_a_unit_past_memory_limit_fails_clearly_in_time(tmp_path):
+    shutil.copy(PLUGINS / "misbehaving" / "runtime.py", tmp_path)
+    ex = make(tmp_path, plugins__memory_limit=256 << 20)
+    try:
+        start = time.monotonic()
+        value = call(ex, "eats_memory", "filter", [HOSTS, "vm", {}])
+        assert isinstance(value, UnitRaised), value
+        assert f"exceeded plugins.memory_limit ({256 << 20} bytes)" in str(value)
+        assert time.monotonic() - start < TIMEOUT
+        assert call(ex, "raises", "filter", [HOSTS, "vm", {}]).__class__ is UnitRaised  # the next call is fine
+    finally:
+        ex.stop()
+
+
+@pytest.mark.parametrize("name, utype", [("setsid_grandchild", "filter"), ("daemon_grandchild", "balance")])
+def test_no_descendant_escapes_the_call_or_the_stop(tmp_path, name, utype):
+    shutil.copy(PLUGINS / "misbehaving" / "escapes.py", tmp_path)
+    ex = make(tmp_path)
+    try:
+        pid_file = tmp_path / "escaped.pid"
+        props = {"pid_file": str(pid_file)}
+        call(ex, name, utype, [HOSTS, props] if utype == "balance" else [HOSTS, "vm", props])
+        escaped = int(pid_file.read_text())
+        wait_until(lambda: not alive(escaped), 3, f"the {name} process to be killed when the call ended")
+        pid_file.unlink()
+        # the proxy's stop while a call is still running: nothing it started survives
+        t = threading.Thread(target=call, args=(ex, name, utype, [HOSTS, props] if utype == "balance"
+                                                else [HOSTS, "vm", props], 10))
+        t.start()
+        wait_until(pid_file.exists, 5, "the unit to leave a process behind")
+        escaped = int(pid_file.read_text())
+    finally:
+        ex.stop()
+    wait_until(lambda: not alive(escaped), 3, f"the {name} process to be killed at the stop")
+    t.join(10)

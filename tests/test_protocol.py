@@ -129,3 +129,38 @@ def test_scores_are_weighted_sums_clamped_to_int32_for_every_sent_host(hosts, un
     assert all(type(v) is int and -2**31 <= v <= 2**31 - 1 for _, v in out)
     assert dict(out) == {h: protocol.clamp32(v) for h, v in expected.items()}
     assert rec.failed == {}
+
+
+class _CountingExecutor:
+    """Records the calls it is asked to run; every unit passes every host."""
+
+    def __init__(self, names):
+        from proxy import registry
+        self.units = {n: registry.Unit(module="m.py", name=n, type="filter", description="", properties="")
+                      for n in names}
+        self.runs = []
+
+    def catalog(self):
+        executor = self
+
+        class Catalog:
+            def find(self, utype, name):
+                return executor.units.get(name)
+        return Catalog()
+
+    def run(self, calls, deadline):
+        from proxy.executor import Finished
+        self.runs.append([c.unit.name for c in calls])
+        return [c.args[0] for c in calls], Finished()
+
+
+def test_a_name_given_many_times_runs_once_and_unknown_names_run_nothing():
+    ex = _CountingExecutor(["keep"])
+    record = protocol.Record()
+    names = ["keep"] * 3000 + [f"nope{i % 7}" for i in range(3000)]
+    answer = protocol.EngineProtocol(ex, 5).runFilters(record, names, ["h1", "h2"], "vm", {})
+    assert ex.runs == [["keep"]]  # one process for 3,000 mentions; none for the unknown names
+    assert answer["result"] == ["h1", "h2"]
+    assert sorted(answer["plugin_errors"]) == [f"nope{i}" for i in range(7)]  # each name reported
+    assert all(len(msgs) == 1 for msgs in answer["plugin_errors"].values())
+    assert record.units[:2] == ["keep", "nope0"] and len(record.units) == 8

@@ -107,3 +107,11 @@ class odd_type:
     def do_filter(self, hosts, vm, args):
         """Returns an object that cannot travel."""
         return [object()]
+
+
+class eats_memory:
+    def do_filter(self, hosts, vm, args):
+        """Allocates 64 MiB at a time until something stops it."""
+        hoard = []
+        while True:
+            hoard.append(bytearray(64 << 20))
