@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import config, engine, logs, metrics, sdk_internals
+from . import config, engine, logs, metrics, policy, sdk_internals
 from .errors import ConfigError, ProxyError
 from .executor import Executor
 
@@ -107,6 +107,8 @@ def plugins(cfg):
         yield Finding(False, "plugins", f"no policy unit in {folder}; set plugins.folder (--plugins)")
     for r in catalog.rejections:
         yield Finding(False, "plugins", f"rejected {r.module}{':' + r.unit if r.unit else ''}: {r.reason}")
+    for problem in policy.problems(cfg.units, catalog):
+        yield Finding(False, "config", problem)
 
 
 def engine_finding(cfg, password, source="check"):

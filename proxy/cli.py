@@ -13,7 +13,7 @@ import sys
 import threading
 import xmlrpc.client
 
-from . import check, dryrun, health, logs, metrics, systemd, views
+from . import check, dryrun, health, logs, metrics, policy, systemd, views
 from . import journal as journal_mod
 from . import config as config_mod
 from .errors import ConfigError, ProxyError
@@ -188,6 +188,9 @@ def serve(cfg, simulate=None, snapshot_file=None):
                  len(catalog.rejections))
         for r in catalog.rejections:
             log.warning("rejected %s%s: %s", r.module, ":" + r.unit if r.unit else "", r.reason)
+        problems = policy.problems(cfg.units, catalog)
+        if problems:
+            raise ConfigError("; ".join(problems))
         server = _listen(cfg, executor, journal)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from .access import allow_problem
+from . import policy
 from .errors import ConfigError
 from .logs import FORMATS as LOG_FORMATS
 
@@ -209,8 +210,11 @@ def read_file(path):
         raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
     values = {}
     for section, table in data.items():
+        if section == "units":  # [units.NAME]: per-unit policy, names known only after discovery
+            values["units"] = policy.parse(table, str(path))
+            continue
         if section not in SECTIONS:
-            raise ConfigError(f"{path}: unknown section [{section}]; known: {', '.join(SECTIONS)}")
+            raise ConfigError(f"{path}: unknown section [{section}]; known: {', '.join(SECTIONS)}, units")
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: {section} must be a table ([{section}])")
         for key, value in table.items():
@@ -253,6 +257,7 @@ class Config:
 
     def __init__(self, values):
         values = dict(values, **{"log.level": values["log.level"].upper()})
+        object.__setattr__(self, "units", MappingProxyType(dict(values.pop("units", {}))))
         object.__setattr__(self, "values", MappingProxyType(values))
         for section, record in _SECTION_TYPES.items():
             object.__setattr__(self, section, record(**{
@@ -263,10 +268,14 @@ class Config:
 
     def replace(self, changes, where="override"):
         """A new Config with {setting name: value} changed, each checked as a flag would be."""
-        values = dict(self.values)
+        values = dict(self.values, units=dict(self.units))
         for name, value in changes.items():
             values[name] = _convert(BY_NAME[name], value, where)
         return Config(values)
+
+    def unit(self, name):
+        """The [units.NAME] policy of a unit (defaults when it has no table)."""
+        return self.units.get(name) or policy.UnitPolicy()
 
     @property
     def plugin_folder(self):
@@ -295,7 +304,7 @@ def render_default_file():
                 flag = f" (flag {s.flag})" if s.flag else ""
                 lines.append(f"# {s.help}{flag}")
                 lines.append(f"{s.key} = {_toml_value(s.default)}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + policy.render_example()) + "\n"
 
 
 def _toml_value(v):

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 
-from . import metrics, registry
+from . import metrics, policy, registry
 from .errors import ProxyBusy
 from .generation import Generation
 from .refresh import Refresher
@@ -23,6 +23,8 @@ log = logging.getLogger("proxy.executor")
 class Call:
     unit: registry.Unit
     args: list
+    timeout: float | None = None  # seconds for this call ([units.NAME] timeout); None: the request's
+    request_id: str = ""  # the engine request it serves (log lines)
 
 
 class Slots:
@@ -150,6 +152,8 @@ class Executor:
                 return new.catalog
         log.info("plugins reloaded (%s): %d units, %d rejected", reason, len(new.catalog.units),
                  len(new.catalog.rejections))
+        for problem in policy.problems(self.config.units, new.catalog):
+            log.error("configuration: %s (the proxy serves on; fix the config and reload)", problem)
         if old:
             old.retire()
         return new.catalog

@@ -49,6 +49,9 @@ class Reply:
     version: int = 0  # the snapshot its worker held (journal); 0: none
 
 
+_OVERRAN = object()  # _collect's mark for a call past its due time
+
+
 class Generation:
     """One fork server and the spare workers it has handed over."""
 
@@ -232,24 +235,32 @@ class Generation:
         state: (the snapshot version the workers must hold, why the last refresh failed).
         """
         replies = [None] * len(calls)
-        inflight, finished, begun = {}, [], time.monotonic()
+        inflight, due, finished, begun = {}, {}, [], time.monotonic()
         for i, call in enumerate(calls):
             started = self._start(call, deadline, token, state)
             if isinstance(started, Worker):
                 inflight[started.sock] = (i, started, wire.FrameReader(self.config.plugins.output_limit + 4096))
+                # A unit's own timeout ([units.NAME]) may end its call before the request's.
+                due[started.sock] = min(deadline, begun + call.timeout) if call.timeout else deadline
             else:
                 replies[i] = Reply(started)
-        for sock, (i, w, msg) in self._collect(inflight, deadline):
+        for sock, (i, w, msg) in self._collect(inflight, due):
+            if msg is _OVERRAN:
+                self.send(messages.Kill(w.pid))
+                sock.close()
+                replies[i] = Reply(self._overran(calls[i]), seconds=time.monotonic() - begun)
+                continue
             finished.append(sock)
             took = time.monotonic() - begun
             replies[i] = dataclasses.replace(self._reply(w, msg, deadline), seconds=took, version=w.version)
-        for sock, (i, w, _) in inflight.items():
-            self.send(messages.Kill(w.pid))
-            sock.close()
-            replies[i] = Reply(UnitTimeout(f"did not answer within {self.config.plugins.timeout:g} s "
-                                           "(plugins.timeout); its process group was killed"),
-                               seconds=time.monotonic() - begun)
         return replies, finished
+
+    def _overran(self, call):
+        if call.timeout and call.timeout != self.config.plugins.timeout:
+            limit = f"{call.timeout:g} s ([units.{call.unit.name}] timeout)"
+        else:
+            limit = f"{self.config.plugins.timeout:g} s (plugins.timeout)"
+        return UnitTimeout(f"did not answer within {limit}; its process group was killed")
 
     def _start(self, call, deadline, token, state):
         """A worker running the call, or the UnitError that kept it from starting."""
@@ -259,8 +270,9 @@ class Generation:
         except UnitError as e:
             return e
         request = messages.Request(unit=call.unit.key, method=call.unit.method, args=call.args,
-                                   timeout=max(0.0, deadline - time.monotonic()), token=token,
-                                   refresh_error=refresh_error)
+                                   timeout=max(0.0, min(deadline - time.monotonic(), call.timeout or float("inf"))),
+                                   token=token,
+                                   refresh_error=refresh_error, request_id=call.request_id)
         try:
             w.sock.settimeout(max(0.001, deadline - time.monotonic()))
             wire.send_frame(w.sock, messages.to_wire(request))
@@ -270,17 +282,21 @@ class Generation:
             return UnitCrashed(f"its worker {self.how_it_ended(w.pid, deadline)} before the call started")
         return w
 
-    def _collect(self, inflight, deadline):
-        """Yield (socket, (index, worker, message or None at EOF)) as answers complete;
-        what is left in `inflight` at the deadline has not answered."""
+    def _collect(self, inflight, due):
+        """Yield (socket, (index, worker, message, None at EOF, or _OVERRAN)) as answers
+        complete or calls pass their due time (`due`: socket -> time.monotonic())."""
         with selectors.DefaultSelector() as sel:
             for sock in inflight:
                 sel.register(sock, selectors.EVENT_READ)
             while inflight:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                now = time.monotonic()
+                for sock in [s for s in inflight if due[s] <= now]:
+                    sel.unregister(sock)
+                    i, w, _ = inflight.pop(sock)
+                    yield sock, (i, w, _OVERRAN)
+                if not inflight:
                     return
-                for key, _ in sel.select(remaining):
+                for key, _ in sel.select(max(0.0, min(due[s] for s in inflight) - now)):
                     i, w, reader = inflight[key.fileobj]
                     try:
                         data = w.sock.recv(1 << 20)

@@ -130,6 +130,7 @@ class Request:
     timeout: float  # seconds left in the call when it was sent
     token: str | None  # the engine SSO token to reuse
     refresh_error: str | None = None  # why the proxy's last snapshot refresh failed
+    request_id: str = ""  # the engine request's id, for the worker's log lines
 
 
 @dataclasses.dataclass(frozen=True)

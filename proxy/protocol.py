@@ -33,6 +33,7 @@ class Record:
     failed: dict = dataclasses.field(default_factory=dict)
     errors: list = dataclasses.field(default_factory=list)
     finished: list = dataclasses.field(default_factory=list)  # executor.Finished, one per run
+    request_id: str = ""  # set by the server: the id its log line and the workers' lines carry
     utype: str = ""  # the type of the units it ran; "" when it ran none (discover)
     kinds: list = dataclasses.field(default_factory=list)  # (unit name, UnitError class name) per failure
     # For the decision journal (proxy/journal.py): the call's inputs, each unit's outcome
@@ -165,15 +166,20 @@ def _checked(name, value, check, sent, record):
         return None
 
 
-def combine_filters(hosts, outcomes, record):
+def combine_filters(hosts, outcomes, record, closed=frozenset()):
     """The hosts every working filter passed; all hosts (and an error) if no filter worked,
-    as the original proxy did: failing open is what the engine itself does on errors."""
+    as the original proxy did: failing open is what the engine itself does on errors.
+    A filter in `closed` ([units.NAME] on_failure = "closed") that fails removes every host:
+    it states a rule that must hold, so a failure to check it cannot mean "anything goes"."""
     passed, any_ok = set(hosts), False
     for name, value in dict(outcomes).items():  # a name given twice filters (and fails) once
         result = _checked(name, value, filter_result, hosts, record)
         if result is not None:
             any_ok = True
             passed &= set(result)
+        elif name in closed:
+            record.errors.append(f"filter {name} failed and its on_failure is closed: no host passes")
+            return []
     if outcomes and not any_ok:
         record.errors.append("all filters failed; no host was filtered out")
         return list(hosts)
@@ -214,7 +220,7 @@ class EngineProtocol:
     def _run(self, utype, names_and_args, record):
         """Run the named units of one type; one value per input, FAILED where the unit failed."""
         catalog = self.executor.catalog()
-        deadline = time.monotonic() + self.timeout
+        started = time.monotonic()
         record.utype = utype
         # A name runs once however often the request names it (every name of one request
         # gets the same arguments), and a name no unit has costs no process.
@@ -233,8 +239,10 @@ class EngineProtocol:
                     name, "UnitNotFound", f"no {utype} unit named {name!r} was discovered; "
                     "`ovirt-scheduler-proxy list` shows the units and why any were rejected")
             else:
-                calls.append((name, Call(unit, args_of[name])))
-        if calls:
+                timeout = self.executor.config.unit(name).timeout or self.timeout
+                calls.append((name, Call(unit, args_of[name], timeout, record.request_id)))
+        if calls:  # each call has its own timeout; the request waits for the longest
+            deadline = started + max(c.timeout for _, c in calls)
             results, finished = self.executor.run([c for _, c in calls], deadline)
             record.finished.append(finished)
             _note_replies([noted[name] for name, _ in calls], range(len(calls)), finished.replies)
@@ -262,7 +270,8 @@ class EngineProtocol:
         properties = _properties(properties, nil_ok=True)
         record.inputs = {"hosts": hosts, "vm": vm, "properties": properties}
         values = self._run("filter", [(n, [hosts, vm, properties]) for n in names], record)
-        return envelope(combine_filters(hosts, list(zip(names, values)), record), record)
+        closed = {n for n in names if self.executor.config.unit(n).on_failure == "closed"}
+        return envelope(combine_filters(hosts, list(zip(names, values)), record, closed), record)
 
     def runCostFunctions(self, record, pairs, hosts, vm, properties):
         """Run score units ([[name, weight], ...]) on hosts for VM vm; result: [[host, weighted sum]]; lower is better."""

@@ -148,6 +148,7 @@ class ProxyServer:
 
     def _answer(self, data, record, client):
         rid = f"{self.id_prefix}-{next(self.ids)}"
+        record.request_id = rid
         start, started = time.monotonic(), time.time()
         method, outcome, kind = "?", "ok", "ok"
         try:

@@ -9,6 +9,7 @@ convention (print the result as a Python literal) still works, through a bounded
 import ast
 import fcntl
 import io
+import logging
 import os
 import resource
 import sys
@@ -16,6 +17,9 @@ import time
 
 from . import engine, explain, messages, registry, wire
 from .errors import BadUnitOutput, EngineUnavailable, UnitError, UnitNotFound, UnitRaised
+
+log = logging.getLogger("proxy.worker")
+STDERR_LIMIT = 64 * 1024  # bytes of a call's stderr kept; the rest is dropped
 
 
 class StdoutCapture:
@@ -87,6 +91,68 @@ def limit_memory(extra):
 
 class _memory:
     limit = 0  # plugins.memory_limit as applied to this worker
+
+
+class _Forgiving(io.RawIOBase):
+    """fd 2 for Python code: a write the sealed file refuses is dropped, not raised, so a
+    chatty unit is cut short in the log, never failed for it."""
+
+    def __init__(self, fd):
+        self.fd, self.attempted = fd, 0
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        self.attempted += len(data)
+        try:
+            return os.write(self.fd, data)
+        except OSError:
+            return len(data)
+
+
+class StderrCapture:
+    """Points fd 2 at a sealed in-memory file of `limit` bytes; log() puts what the unit
+    wrote there in the proxy's log, on one line with the request id and the unit's name,
+    control characters escaped: a unit can neither flood the log nor forge a line in it."""
+
+    LOGGED = 4096  # characters of it that reach the log
+
+    def __init__(self, limit):
+        self.limit = limit
+        sys.stderr.flush()
+        log_fd = os.dup(2)  # the proxy's own log, if it goes to stderr, stays there
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler) and getattr(handler.stream, "fileno", None):
+                try:
+                    if handler.stream.fileno() == 2:
+                        handler.setStream(io.TextIOWrapper(io.FileIO(log_fd, "w", closefd=False),
+                                                           write_through=True))
+                except (OSError, ValueError):
+                    pass
+        fd = os.memfd_create("unit-stderr", os.MFD_ALLOW_SEALING)
+        os.ftruncate(fd, limit)
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK)
+        os.dup2(fd, 2)
+        os.close(fd)
+        self.raw = _Forgiving(2)
+        sys.stderr = io.TextIOWrapper(self.raw, encoding="utf-8", errors="backslashreplace",
+                                      write_through=True)
+
+    def log(self, request):
+        try:
+            sys.stderr.flush()
+        except Exception:  # a unit may have replaced or closed sys.stderr
+            pass
+        written = os.lseek(2, 0, os.SEEK_CUR)
+        if not written:
+            return
+        text = os.pread(2, min(written, self.LOGGED), 0).decode("utf-8", "replace")
+        escaped = text.encode("unicode_escape").decode("ascii")
+        more = max(written, self.raw.attempted) - len(text)
+        log.warning("request %s unit %s wrote to stderr: %s%s", request.request_id or "-",
+                    request.unit.split(":")[-1], escaped,
+                    f" [... {more} more bytes not logged]" if more > 0 else "")
 
 
 def literal_from_stdout(text):
@@ -170,10 +236,12 @@ def serve(sock, units, settings, limit):
     caller's critical path (docs/EXECUTION.md §4.4).
     """
     capture = StdoutCapture(limit)
+    errors = StderrCapture(STDERR_LIMIT)
     wire.decode(wire.encode(messages.to_wire(messages.Answer(result=["warm-up"]))))
     data = wire.recv_frame(sock, 1 << 30)
     if data is None:  # the server dropped this spare worker
         return
     request = messages.from_wire(data, messages.Request)
     wire.send_frame(sock, run_call(units, request, settings, limit, capture))
+    errors.log(request)  # after the answer: off the call's path
     sock.recv(1)

@@ -1,4 +1,5 @@
 """End to end: the real `ovirt-scheduler-proxy` process, called the way the engine calls it."""
+import re
 import shutil
 import signal
 import socket
@@ -170,3 +171,20 @@ def test_serve_snapshot_runs_the_units_on_a_file_with_no_engine(start_proxy):
         "result_code": 0, "result": ["b0000000-0000-4000-8000-000000000004", SMALL_HOSTS[1:]],
         "plugin_errors": {}, "errors": []}
     assert "units read the engine state in" in p.log()
+
+
+def test_a_units_stderr_is_logged_on_one_line_with_its_request_and_bounded(start_proxy):
+    p = start_proxy(PLUGINS / "noisy")
+    s = xmlrpc.client.ServerProxy(p.url)
+    assert s.runFilters(["chatty"], HOSTS, VM, {})["result"] == HOSTS
+    line = wait_until(lambda: re.search(r"WARNING proxy\.worker\[\d+\]: request (\S+) unit chatty wrote to "
+                                        r"stderr: (.*)", p.log()), 10, "the stderr line")
+    assert line.group(2) == "checking hosts\\twith a tab\\n"
+    assert re.search(rf"request {re.escape(line.group(1))} runFilters units=chatty", p.log())
+    size = len(p.log())
+    assert s.runFilters(["flood"], HOSTS, VM, {})["result"] == HOSTS  # the flood costs the unit nothing
+    wait_until(lambda: "unit flood wrote to stderr" in p.log(), 10, "the flood's line")
+    log = p.log()
+    assert len(log) - size < 16 * 1024  # 64 MiB written, a few kB logged
+    assert not re.search(r"^2026-01-01 00:00:00,000 ERROR proxy\.server\[1\]: request forged-1", log, re.M)
+    assert "more bytes not logged" in log

@@ -139,6 +139,8 @@ class _CountingExecutor:
         self.units = {n: registry.Unit(module="m.py", name=n, type="filter", description="", properties="")
                       for n in names}
         self.runs = []
+        from proxy import config
+        self.config = config.load()  # no [units.NAME] tables
 
     def catalog(self):
         executor = self
