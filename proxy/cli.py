@@ -220,6 +220,10 @@ def _journal(cfg, snapshot_file):
     """The decision journal (journal.path), or None when it is off."""
     path = journal_mod.resolve(cfg.journal.path)
     if path is None:
+        shadowed = sorted(n for n, p in cfg.units.items() if p.shadow)
+        if shadowed:
+            log.warning("shadow units of %s run only with the journal on (journal.path is empty): "
+                        "they will not run", ", ".join(shadowed))
         return None
     try:
         journal = journal_mod.Journal(path, cfg.journal.max_days, cfg.journal.max_mb)

@@ -34,6 +34,7 @@ class Record:
     errors: list = dataclasses.field(default_factory=list)
     finished: list = dataclasses.field(default_factory=list)  # executor.Finished, one per run
     request_id: str = ""  # set by the server: the id its log line and the workers' lines carry
+    shadows: list = dataclasses.field(default_factory=list)  # Shadow runs the call asks for ([units.NAME])
     utype: str = ""  # the type of the units it ran; "" when it ran none (discover)
     kinds: list = dataclasses.field(default_factory=list)  # (unit name, UnitError class name) per failure
     # For the decision journal (proxy/journal.py): the call's inputs, each unit's outcome
@@ -239,6 +240,9 @@ class EngineProtocol:
                     name, "UnitNotFound", f"no {utype} unit named {name!r} was discovered; "
                     "`ovirt-scheduler-proxy list` shows the units and why any were rejected")
             else:
+                shadow = self.executor.config.unit(name).shadow
+                if shadow:
+                    record.shadows.append(Shadow(name, shadow, utype, args_of[name]))
                 timeout = self.executor.config.unit(name).timeout or self.timeout
                 calls.append((name, Call(unit, args_of[name], timeout, record.request_id)))
         if calls:  # each call has its own timeout; the request waits for the longest
@@ -299,6 +303,27 @@ class EngineProtocol:
         [value] = self._run("balance", [(name, [hosts, properties])], record)
         result = _checked(name, value, balance_result, hosts, record)
         return envelope(result or nothing_to_do(), record)
+
+
+    def run_shadow(self, live, shadow):
+        """Run a shadow unit on the arguments the live unit got: (its Record, its checked answer,
+        in the live call's form).  Never sent to the engine (proxy/shadow.py)."""
+        record = Record(request_id=f"{live.request_id}~shadow", inputs=live.inputs)
+        [value] = self._run(shadow.utype, [(shadow.candidate, shadow.args)], record)
+        check = {"filter": filter_result, "score": score_result, "balance": balance_result}[shadow.utype]
+        answer = _checked(shadow.candidate, value, check, live.inputs.get("hosts", []), record)
+        record.release()
+        if isinstance(answer, dict):  # scores: the [[host, score]] form the engine gets
+            answer = [[h, clamp32(v)] for h, v in answer.items()]
+        return record, answer
+
+
+@dataclasses.dataclass(frozen=True)
+class Shadow:
+    live: str  # the unit the engine called
+    candidate: str  # the unit run in its shadow
+    utype: str
+    args: list
 
 
 PUBLISHED = ("discover", "runFilters", "runCostFunctions", "runLoadBalancing")

@@ -17,7 +17,7 @@ from xmlrpc.server import SimpleXMLRPCRequestHandler
 
 from defusedxml.xmlrpc import DefusedExpatParser, defused_gzip_decode
 
-from . import httpio, journal, metrics
+from . import httpio, journal, metrics, shadow
 from .errors import INTERNAL_FAULT_CODE, BadArguments, MalformedRequest, RequestError, UnknownMethod
 from .listener import Listener
 from .protocol import PUBLISHED, Record
@@ -86,6 +86,7 @@ class ProxyServer:
     def __init__(self, settings, protocol, threads=16, journal=None):
         self.protocol = protocol
         self.journal = journal  # a journal.Journal, or None: no decision journal
+        self.shadows = shadow.ShadowRunner(protocol, journal) if journal is not None else None
         self.max_request = settings.max_request
         self.signatures = {m: inspect.signature(getattr(protocol, m)) for m in PUBLISHED}
         self.ids = itertools.count(1)
@@ -172,6 +173,8 @@ class ProxyServer:
         if self.journal is not None and method in PUBLISHED:
             self.journal.record(journal.make_entry(rid, started, client, method, record, record.answer,
                                                    seconds, self.journal.run))
+            if record.shadows:
+                self.shadows.submit(method, record)
         metrics.call_done(method if method in PUBLISHED + INTROSPECTION else "other", kind, seconds, record)
         log.info("request %s %s units=%s client=%s duration=%.1fms %s", rid, method,
                  ",".join(record.units) or "-", client, seconds * 1000, outcome, extra={  # JSON log keys (logs.py)

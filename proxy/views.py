@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from . import config as config_mod
+from . import shadow
 from . import journal as journal_mod
 from .errors import ConfigError, ProxyError
 
@@ -87,15 +88,25 @@ def summary(entry):
 def show_journal(args):
     reader = _reader(args)
     since = parse_when(args.since) if args.since else None
-    entries = reader.recent(since, args.unit, args.method, args.limit)
+    entries = [e for e in reader.recent(since, args.unit, args.method, args.limit) if "shadow_of" not in e]
+    for e in entries:  # a shadow unit's decision beside the live one ([units.NAME] shadow)
+        found = reader.call(f"{e['id']}~shadow")
+        if found is not None:
+            e["shadow"] = {"unit": ",".join(found["units"]), "agreement": shadow.agreement(e, found),
+                           "answer": found["answer"]}
     if args.json:
         print(json.dumps({"calls": entries}, indent=2))
         return 0
     for e in entries:
+        side = f"  [shadow {e['shadow']['unit']}: {e['shadow']['agreement']}]" if "shadow" in e else ""
         print(f"{_when(e['time'])}  {e['id']:<10} {e['method']:<17} {','.join(e['units']) or '-':<28} "
-              f"v{e['version']:<4} {e['duration_ms']:>7.1f}ms  {summary(e)}")
+              f"v{e['version']:<4} {e['duration_ms']:>7.1f}ms  {summary(e)}{side}")
     if not entries:
         print("(no call recorded" + (" matching" if since or args.unit or args.method else "") + ")")
+    shadowed = [e["shadow"]["agreement"] for e in entries if "shadow" in e]
+    if shadowed:
+        print(f"shadow agreement: {shadowed.count('agrees')} of {len(shadowed)} calls agree, "
+              f"{shadowed.count('differs')} differ, {shadowed.count('failed')} failed")
     return 0
 
 

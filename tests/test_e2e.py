@@ -1,4 +1,5 @@
 """End to end: the real `ovirt-scheduler-proxy` process, called the way the engine calls it."""
+import json
 import re
 import shutil
 import signal
@@ -188,3 +189,31 @@ def test_a_units_stderr_is_logged_on_one_line_with_its_request_and_bounded(start
     assert len(log) - size < 16 * 1024  # 64 MiB written, a few kB logged
     assert not re.search(r"^2026-01-01 00:00:00,000 ERROR proxy\.server\[1\]: request forged-1", log, re.M)
     assert "more bytes not logged" in log
+
+
+def test_a_shadow_unit_is_journaled_beside_the_live_one_and_never_answers(start_proxy, tmp_path):
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    shutil.copy(PLUGINS / "basic" / "units.py", folder)
+    shutil.copy(PLUGINS / "misbehaving" / "runtime.py", folder)
+    journal_file = tmp_path / "journal.sqlite"
+    config_file = tmp_path / "proxy.toml"
+    config_file.write_text(f'[journal]\npath = "{journal_file}"\n[plugins]\ntimeout = 2\n'
+                           '[units.keep_all]\nshadow = "drop_marked"\n'
+                           '[units.drop_marked]\nshadow = "raises"\n')
+    p = start_proxy(folder, "--config", str(config_file))
+    s = xmlrpc.client.ServerProxy(p.url)
+    hosts = ["h1", "bad-h2"]
+    start = time.monotonic()
+    assert s.runFilters(["keep_all"], hosts, VM, {})["result"] == hosts  # the live answer only
+    assert s.runFilters(["drop_marked"], hosts, VM, {})["result"] == ["h1"]  # a failing shadow changes nothing
+    assert time.monotonic() - start < 2
+
+    def journal(*args):
+        return cli("journal", "--journal", str(journal_file), *args)
+    out = wait_until(lambda: "shadow raises: failed" in (r := journal("--unit", "drop_marked").stdout) and r, 20,
+                     "the shadow runs in the journal")
+    assert "shadow agreement: 0 of 1 calls agree, 0 differ, 1 failed" in out
+    data = json.loads(journal("--unit", "keep_all", "--json").stdout)
+    [call] = data["calls"]
+    assert call["shadow"] == {"unit": "drop_marked", "agreement": "differs", "answer": ["h1"]}
