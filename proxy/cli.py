@@ -69,7 +69,8 @@ def build_parser():
 
     sub.add_parser("config", help="print the default configuration file, every key commented")
 
-    sub.add_parser("simulate", help="run only the simulated oVirt engine (see `simulate --help`)")
+    sub.add_parser("simulate", help="run only the simulated oVirt engine (see `simulate --help`); "
+                                  "`simulate UNIT --snapshot FILE --rounds N`: a what-if of N balancing passes")
     views.add_parsers(sub)
     dryrun.add_parser(sub)
     return p
@@ -77,7 +78,10 @@ def build_parser():
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["simulate"]:  # its own flags, parsed by the simulator
+    if argv[:1] == ["simulate"]:  # its own flags: `simulate UNIT ...` is the what-if, else the simulator
+        if len(argv) > 1 and not argv[1].startswith("-"):
+            from . import whatif_cli
+            return whatif_cli.main(argv[1:])
         from .sim import cli as sim_cli
         return sim_cli.main(argv[1:])
     args = build_parser().parse_args(argv)
