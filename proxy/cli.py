@@ -1,5 +1,6 @@
-"""Command line: `ovirt-scheduler-proxy serve|list|check|config|simulate|journal|explain|balance`
-(also `python -m proxy`); journal and explain are proxy/views.py, balance proxy/dryrun.py."""
+"""Command line: `ovirt-scheduler-proxy serve|list|check|config|simulate|journal|explain|balance|replay`
+(also `python -m proxy`); journal and explain are proxy/views.py, balance proxy/dryrun.py, replay
+proxy/replay.py, `simulate UNIT` proxy/whatif_cli.py."""
 
 import argparse
 import dataclasses
@@ -13,7 +14,7 @@ import sys
 import threading
 import xmlrpc.client
 
-from . import check, dryrun, health, logs, metrics, systemd, views
+from . import check, dryrun, health, logs, metrics, replay, systemd, views
 from . import journal as journal_mod
 from . import config as config_mod
 from .errors import ConfigError, ProxyError
@@ -73,6 +74,7 @@ def build_parser():
                                   "`simulate UNIT --snapshot FILE --rounds N`: a what-if of N balancing passes")
     views.add_parsers(sub)
     dryrun.add_parser(sub)
+    replay.add_parser(sub)
     return p
 
 
@@ -89,9 +91,9 @@ def main(argv=None):
         if args.command == "config":
             sys.stdout.write(config_mod.render_default_file())
             return 0
-        if args.command in ("journal", "explain", "balance"):
+        if args.command in ("journal", "explain", "balance", "replay"):
             return {"journal": views.show_journal, "explain": views.show_explain,
-                    "balance": dryrun.run}[args.command](args)
+                    "balance": dryrun.run, "replay": replay.run}[args.command](args)
         if args.command == "check":
             return check.run(args.config, _overrides(args))
         if args.command == "list" and args.server:

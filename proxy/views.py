@@ -49,7 +49,7 @@ def journal_path(args):
     return path
 
 
-def _reader(args):
+def open_reader(args):
     path = journal_path(args)
     try:
         return journal_mod.Reader(path)
@@ -85,7 +85,7 @@ def summary(entry):
 
 
 def show_journal(args):
-    reader = _reader(args)
+    reader = open_reader(args)
     since = parse_when(args.since) if args.since else None
     entries = reader.recent(since, args.unit, args.method, args.limit)
     if args.json:
@@ -116,7 +116,7 @@ def explanation(reader, rid):
 
 
 def show_explain(args):
-    found = explanation(_reader(args), args.request_id)
+    found = explanation(open_reader(args), args.request_id)
     if args.json:
         print(json.dumps(found, indent=2))
         return 0
