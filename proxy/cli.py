@@ -240,7 +240,7 @@ def _journal(cfg, snapshot_file):
 def _listen(cfg, executor, journal=None):
     try:
         # Each running call holds a handler thread; the spare ones answer discover and faults.
-        return ProxyServer(cfg.server, EngineProtocol(executor, cfg.plugins.timeout),
+        return ProxyServer(cfg.server, EngineProtocol(executor, cfg.plugins.timeout, cfg.protocol.score_rows),
                            threads=cfg.plugins.concurrency + 8, journal=journal)
     except OSError as e:
         raise ConfigError(f"cannot listen on {cfg.server.host}:{cfg.server.port}: {e.strerror}; "

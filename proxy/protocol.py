@@ -205,9 +205,10 @@ def _note_replies(outcomes, slots, replies):
 class EngineProtocol:
     """The published XML-RPC methods; their docstrings are what system.methodHelp shows."""
 
-    def __init__(self, executor, timeout):
+    def __init__(self, executor, timeout, score_rows=False):
         self.executor = executor
         self.timeout = timeout
+        self.score_rows = score_rows  # protocol.score_rows: [host, score, unit] rows (proxy/score_rows.py)
 
     def _run(self, utype, names_and_args, record):
         """Run the named units of one type; one value per input, FAILED where the unit failed."""
@@ -274,6 +275,9 @@ class EngineProtocol:
         for outcome, (_, weight) in zip(record.outcomes, pairs):
             outcome["weight"] = weight
         outcomes = [(n, w, v) for (n, w), v in zip(pairs, values)]
+        if self.score_rows:
+            from .score_rows import unit_rows
+            return envelope(unit_rows(hosts, outcomes, record), record)
         return envelope(combine_scores(hosts, outcomes, record), record)
 
     def runLoadBalancing(self, record, name, hosts, properties):

@@ -61,7 +61,8 @@ def rerun(protocol, entry):
 
 def replay(executor, reader, entries):
     """[(entry, status, new)] in the entries' order."""
-    protocol = EngineProtocol(executor, executor.config.plugins.timeout)
+    cfg = executor.config
+    protocol = EngineProtocol(executor, cfg.plugins.timeout, cfg.protocol.score_rows)
     outcome = {}
     groups = {}
     for e in entries:
