@@ -7,6 +7,7 @@ when it cannot run again (no recorded state, a fault) or its new answer has unit
 Calls are grouped by the state they ran on, so the fork server takes each state once.
 """
 
+import concurrent.futures
 import json
 
 from . import config as config_mod
@@ -74,15 +75,17 @@ def replay(executor, reader, entries):
                 outcome[e["id"]] = ("failed", "no recorded engine state to run it on")
             continue
         executor.state = state.from_document(doc, version=version, source=f"journal {run}/{version}")
-        for e in group:
-            outcome[e["id"]] = rerun(protocol, e)
+        # Concurrently, as the engine's calls come: a worker is forked while others run.
+        with concurrent.futures.ThreadPoolExecutor(executor.config.plugins.concurrency) as pool:
+            for e, found in zip(group, pool.map(lambda e: rerun(protocol, e), group)):
+                outcome[e["id"]] = found
     return [(e, *outcome[e["id"]]) for e in entries]
 
 
 def run(args):
     logs.configure("WARNING", "")
     cfg = config_mod.load(args.config, {"plugins.folder": args.plugins})
-    cfg = cfg.replace({"plugins.spare_workers": 1, "log.level": "WARNING", "engine.url": "",
+    cfg = cfg.replace({"log.level": "WARNING", "engine.url": "",
                        "journal.path": ""})
     reader = views.open_reader(args)
     since = views.parse_when(args.since) if args.since else None
