@@ -80,14 +80,20 @@ def build_parser():
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["simulate"]:  # its own flags: `simulate UNIT ...` is the what-if, else the simulator
-        if len(argv) > 1 and not argv[1].startswith("-"):
-            from . import whatif_cli
-            return whatif_cli.main(argv[1:])
+    what_if = argv[:1] == ["simulate"] and len(argv) > 1 and not argv[1].startswith("-")
+    if argv[:1] == ["simulate"] and not what_if:  # its own flags, parsed by the simulator
         from .sim import cli as sim_cli
         return sim_cli.main(argv[1:])
-    args = build_parser().parse_args(argv)
+    if what_if:  # `simulate UNIT ...`: its own flags too
+        from . import whatif_cli
+        args = whatif_cli.build_parser().parse_args(argv[1:])
+        args.command = "what-if"
+    else:
+        args = build_parser().parse_args(argv)
     try:
+        if args.command == "what-if":
+            from . import whatif_cli
+            return whatif_cli.run(args)
         if args.command == "config":
             sys.stdout.write(config_mod.render_default_file())
             return 0

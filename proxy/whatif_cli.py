@@ -16,7 +16,6 @@ import contextlib
 import json
 import logging
 import os
-import sys
 import tempfile
 import time
 
@@ -84,18 +83,6 @@ def build_parser():
     p.add_argument("--json", action="store_true",
                    help='{"rounds": [...], "before": {...}, "after": {...}, "stopped": REASON}')
     return p
-
-
-def main(argv):
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except ConfigError as e:
-        print(f"ovirt-scheduler-proxy: configuration error: {e}", file=sys.stderr)
-        return 2
-    except ProxyError as e:
-        print(f"ovirt-scheduler-proxy: {e}", file=sys.stderr)
-        return 1
 
 
 def run(args):
