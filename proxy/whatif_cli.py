@@ -8,7 +8,7 @@ unit answers no migration.
 One Executor serves every round: its fork server is told to refresh, and the refresh reads
 the round's state from a feed file (a pickled Snapshot, holding.FEED_ENV) instead of an
 engine.  Starting a fork server per round on 1,000 hosts / 20,000 VMs costs ~0.7 s a round
-(measured), a refresh through the feed ~0.2 s.
+(measured), a round through the feed ~0.3 s.
 """
 
 import argparse
