@@ -35,11 +35,13 @@ test: $(STAMP)
 
 ## make bench: latency/throughput against the cold-start baseline, the memory balancer
 ## against the seed's request pattern, and the shared engine snapshot against each unit
-## reading the engine (about 10 minutes in all).
+## reading the engine, and the journal's cost, `simulate UNIT` and `replay` at scale
+## (about 12 minutes in all).
 bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.bench_proxy
 	$(BIN)/python -m tests.benchmarks.bench_memory_balance
 	$(BIN)/python -m tests.benchmarks.bench_snapshot
+	$(BIN)/python -m tests.benchmarks.bench_whatif
 
 list: $(STAMP)
 	$(BIN)/ovirt-scheduler-proxy list

@@ -1,5 +1,6 @@
-"""Command line: `ovirt-scheduler-proxy serve|list|check|config|simulate|journal|explain|balance`
-(also `python -m proxy`); journal and explain are proxy/views.py, balance proxy/dryrun.py."""
+"""Command line: `ovirt-scheduler-proxy serve|list|check|config|simulate|journal|explain|balance|replay`
+(also `python -m proxy`); journal and explain are proxy/views.py, balance proxy/dryrun.py, replay
+proxy/replay.py, `simulate UNIT` proxy/whatif_cli.py."""
 
 import argparse
 import dataclasses
@@ -13,7 +14,7 @@ import sys
 import threading
 import xmlrpc.client
 
-from . import check, dryrun, health, logs, metrics, policy, systemd, views
+from . import check, dryrun, health, logs, metrics, policy, replay, systemd, views
 from . import journal as journal_mod
 from . import config as config_mod
 from .errors import ConfigError, ProxyError
@@ -69,25 +70,36 @@ def build_parser():
 
     sub.add_parser("config", help="print the default configuration file, every key commented")
 
-    sub.add_parser("simulate", help="run only the simulated oVirt engine (see `simulate --help`)")
+    sub.add_parser("simulate", help="run only the simulated oVirt engine (see `simulate --help`); "
+                                  "`simulate UNIT --snapshot FILE --rounds N`: a what-if of N balancing passes")
     views.add_parsers(sub)
     dryrun.add_parser(sub)
+    replay.add_parser(sub)
     return p
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["simulate"]:  # its own flags, parsed by the simulator
+    what_if = argv[:1] == ["simulate"] and len(argv) > 1 and not argv[1].startswith("-")
+    if argv[:1] == ["simulate"] and not what_if:  # its own flags, parsed by the simulator
         from .sim import cli as sim_cli
         return sim_cli.main(argv[1:])
-    args = build_parser().parse_args(argv)
+    if what_if:  # `simulate UNIT ...`: its own flags too
+        from . import whatif_cli
+        args = whatif_cli.build_parser().parse_args(argv[1:])
+        args.command = "what-if"
+    else:
+        args = build_parser().parse_args(argv)
     try:
+        if args.command == "what-if":
+            from . import whatif_cli
+            return whatif_cli.run(args)
         if args.command == "config":
             sys.stdout.write(config_mod.render_default_file())
             return 0
-        if args.command in ("journal", "explain", "balance"):
+        if args.command in ("journal", "explain", "balance", "replay"):
             return {"journal": views.show_journal, "explain": views.show_explain,
-                    "balance": dryrun.run}[args.command](args)
+                    "balance": dryrun.run, "replay": replay.run}[args.command](args)
         if args.command == "check":
             return check.run(args.config, _overrides(args))
         if args.command == "list" and args.server:
@@ -241,7 +253,7 @@ def _journal(cfg, snapshot_file):
 def _listen(cfg, executor, journal=None):
     try:
         # Each running call holds a handler thread; the spare ones answer discover and faults.
-        return ProxyServer(cfg.server, EngineProtocol(executor, cfg.plugins.timeout),
+        return ProxyServer(cfg.server, EngineProtocol(executor, cfg.plugins.timeout, cfg.protocol.score_rows),
                            threads=cfg.plugins.concurrency + 8, journal=journal)
     except OSError as e:
         raise ConfigError(f"cannot listen on {cfg.server.host}:{cfg.server.port}: {e.strerror}; "

@@ -162,6 +162,11 @@ SETTINGS += (
     Setting("journal", "max_days", float, 14.0, "Days a call stays in the journal.", None, _positive),
     Setting("journal", "max_mb", float, 256.0,
             "Megabytes the journal may take; the oldest calls go first.", None, _positive),
+    Setting("protocol", "score_rows", bool, False,
+            "runCostFunctions answers [host, score, unit] rows, one per unit and host, with the units' raw "
+            "scores (the engine applies the policy's factors). false: the summed [host, score] form with "
+            "the factors applied here, which every engine accepts; true needs an engine whose parser takes "
+            "3-element rows (4.1 and later: docs/ENGINE_PROTOCOL.md §2.4)."),
 )
 SECTIONS = tuple(dict.fromkeys(s.section for s in SETTINGS))
 BY_NAME = {s.name: s for s in SETTINGS}

@@ -110,14 +110,20 @@ class Executor:
         finally:
             with self.swap_lock:
                 self.starting.discard(gen)
-        if self.shares_state:
-            gen.refresher = Refresher(
-                gen.send, self.versions, max_age=self.config.engine.max_age,
-                stale_limit=self.config.engine.stale_limit, read_timeout=self.config.plugins.timeout)
-            gen.refresher.token = self.token
-            gen.refresher.on_token = self._take_token
-            gen.refresher.start()
+        gen.refresher = self._refresher(gen)
         return gen
+
+    def _refresher(self, gen):
+        """What keeps gen's snapshot fresh (proxy/refresh.py), or None when units read no
+        shared state; started here, so the first call need not wait for the first read."""
+        if not self.shares_state:
+            return None
+        refresher = Refresher(gen.send, self.versions, max_age=self.config.engine.max_age,
+                              stale_limit=self.config.engine.stale_limit, read_timeout=self.config.plugins.timeout)
+        refresher.token = self.token
+        refresher.on_token = self._take_token
+        refresher.start()
+        return refresher
 
     def _take_token(self, token):
         if token:

@@ -214,9 +214,10 @@ def _note_replies(outcomes, slots, replies):
 class EngineProtocol:
     """The published XML-RPC methods; their docstrings are what system.methodHelp shows."""
 
-    def __init__(self, executor, timeout):
+    def __init__(self, executor, timeout, score_rows=False):
         self.executor = executor
         self.timeout = timeout
+        self.score_rows = score_rows  # protocol.score_rows: [host, score, unit] rows (proxy/score_rows.py)
 
     def _run(self, utype, names_and_args, record):
         """Run the named units of one type; one value per input, FAILED where the unit failed."""
@@ -292,6 +293,9 @@ class EngineProtocol:
         for outcome in record.outcomes:  # a name given twice counts with both its weights
             outcome["weight"] = sum(w for n, w in pairs if n == outcome["unit"])
         outcomes = [(n, w, v) for (n, w), v in zip(pairs, values)]
+        if self.score_rows:
+            from .score_rows import unit_rows
+            return envelope(unit_rows(hosts, outcomes, record), record)
         return envelope(combine_scores(hosts, outcomes, record), record)
 
     def runLoadBalancing(self, record, name, hosts, properties):

@@ -50,7 +50,7 @@ def journal_path(args):
     return path
 
 
-def _reader(args):
+def open_reader(args):
     path = journal_path(args)
     try:
         return journal_mod.Reader(path)
@@ -86,7 +86,7 @@ def summary(entry):
 
 
 def show_journal(args):
-    reader = _reader(args)
+    reader = open_reader(args)
     since = parse_when(args.since) if args.since else None
     entries = [e for e in reader.recent(since, args.unit, args.method, args.limit) if "shadow_of" not in e]
     for e in entries:  # a shadow unit's decision beside the live one ([units.NAME] shadow)
@@ -127,7 +127,7 @@ def explanation(reader, rid):
 
 
 def show_explain(args):
-    found = explanation(_reader(args), args.request_id)
+    found = explanation(open_reader(args), args.request_id)
     if args.json:
         print(json.dumps(found, indent=2))
         return 0

@@ -1,6 +1,7 @@
 """The fork server holds the engine's state for its workers: one read serves every call,
 new reads reach new workers, the engine may be down at start, a stale snapshot is refused
 past stale_limit, a snapshot file needs no engine, and legacy SDK plugins keep working."""
+import os
 import time
 
 import pytest
@@ -153,3 +154,16 @@ def test_each_read_shows_in_the_metrics(sim_engine):
         assert sample("ovirt_scheduler_proxy_engine_requests_total") == reads_before + 1
     finally:
         ex.stop()
+
+
+def test_a_feed_file_holds_the_answer_a_reading_child_sends(tmp_path):
+    """`simulate UNIT` hands each round's state over as the reading child's ready-made answer."""
+    snap = holding.load_file(str(ROOT / "config" / "cluster-small.json"))
+    feed = tmp_path / "feed"
+    holding.write_feed(str(feed), snap, 7)
+    read = holding.Read(0, os.open(feed, os.O_RDONLY), 7, 0)
+    while not read.feed():
+        pass
+    got, error, token = read.outcome("exited")
+    assert (got.version, error, token) == (7, None, None)
+    assert got.hosts == snap.hosts and got.vms == snap.vms

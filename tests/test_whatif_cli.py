@@ -1,0 +1,84 @@
+"""`simulate UNIT --snapshot FILE --rounds N`: the what-if, through the real execution path,
+hand-checked on config/cluster-small.json (host1 has 400 MiB free; tiny1, 1 GiB, is its
+smallest VM; host3 has the most free memory)."""
+import json
+import subprocess
+import sys
+import textwrap
+
+from proxy import holding, whatif_cli
+from proxy import config as config_mod
+from tests.support import ROOT
+
+CLUSTER = str(ROOT / "config" / "cluster-small.json")
+HOST1, HOST3 = "a0000000-0000-4000-8000-000000000001", "a0000000-0000-4000-8000-000000000003"
+TINY1 = "b0000000-0000-4000-8000-000000000004"
+
+
+def simulate(*args):
+    done = subprocess.run([sys.executable, "-m", "proxy", "simulate", *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_one_round_moves_tiny1_to_host3_then_the_unit_stops():
+    code, out, err = simulate("host_memory_balance", "--snapshot", CLUSTER, "--rounds", "5", "--json")
+    assert code == 0, err
+    found = json.loads(out)
+    assert set(found) == {"rounds", "before", "after", "stopped"}
+    [move] = found["rounds"]
+    assert {k: move[k] for k in ("round", "vm", "from", "to", "moved_gib", "hosts_under_threshold")} == {
+        "round": 1, "vm": TINY1, "from": HOST1, "to": HOST3, "moved_gib": 1.0, "hosts_under_threshold": 0}
+    assert move["ic_mem"] < found["before"]["ic_mem"] and move["ic_mem"] == found["after"]["ic_mem"]
+    assert found["before"]["hosts_under_threshold"] == 1
+    assert found["stopped"] == "the unit answered no migration"
+
+
+def test_text_output_is_a_table_with_names():
+    code, out, _ = simulate("host_memory_balance", "--snapshot", CLUSTER, "--rounds", "3")
+    assert code == 0
+    assert any(line.split()[:4] == ["1", "tiny1", "host1", "host3"] for line in out.splitlines())
+    assert "1 migration(s), 1.00 GiB moved; stopped: the unit answered no migration" in out
+    assert "nothing was migrated" in out
+
+
+def test_the_simulated_engine_command_is_still_there():
+    code, out, _ = simulate("--help")
+    assert code == 0 and "--generate" in out
+
+
+def test_each_round_runs_on_the_state_the_previous_moves_left(tmp_path):
+    """A unit that always moves the first VM of the first host sent to the second: on a state
+    that did not change it would move the same VM every round; here it moves a new one."""
+    (tmp_path / "mover.py").write_text(textwrap.dedent('''
+        from proxy import engine
+
+        class first_vm_mover:
+            def do_balance(self, hosts, args):
+                """Moves the first running VM of the first host to the second host."""
+                vms = [v for v in engine.snapshot().vms_on(hosts[0]) if v.status == "up"]
+                return (vms[0].id, [hosts[1]]) if vms else None
+        '''))
+    cfg = config_mod.load(None, {"plugins.folder": str(tmp_path)}).replace({"plugins.spare_workers": 1})
+    snap = holding.load_file(CLUSTER)
+    hosts = [h.id for h in snap.hosts.values()]
+    result = whatif_cli.simulate(cfg, "first_vm_mover", snap, hosts, {}, 10)
+    moved = [r["vm"] for r in result["rounds"]]
+    assert len(moved) == len(set(moved)) == len(snap.vms_on(hosts[0])) - sum(
+        v.status != "up" for v in snap.vms_on(hosts[0]))
+    assert result["stopped"] == "the unit answered no migration"
+    assert not result["last"].vms_on(hosts[0]) or all(v.status != "up" for v in result["last"].vms_on(hosts[0]))
+
+
+def test_a_failing_unit_stops_the_rounds_and_exits_1(tmp_path):
+    (tmp_path / "broken.py").write_text(textwrap.dedent('''
+        class broken:
+            def do_balance(self, hosts, args):
+                """Always fails."""
+                raise RuntimeError("no luck")
+        '''))
+    code, out, _ = simulate("broken", "--snapshot", CLUSTER, "--plugins", str(tmp_path), "--json")
+    assert code == 1
+    found = json.loads(out)
+    assert found["rounds"] == [] and found["stopped"].startswith("the unit failed:") and "no luck" in found["stopped"]
+    assert found["before"] == found["after"]
