@@ -30,3 +30,9 @@ def test_modules_and_functions_stay_readable(module):
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
             and n.end_lineno - n.lineno + 1 > MAX_FUNCTION_LINES]
     assert not long, f"{module.name}: {', '.join(long)}"
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if m.parent.name == "proxy"], ids=lambda p: p.name)
+def test_every_service_module_is_in_the_readmes_module_table(module):
+    readme = (ROOT / "README.md").read_text()
+    assert f"| `proxy/{module.name}` |" in readme, f"add proxy/{module.name} to README.md's module table"
