@@ -19,6 +19,18 @@ ROOT = Path(__file__).resolve().parent.parent
 PLUGINS = ROOT / "tests" / "plugins"
 
 
+def run_cli(*args, timeout=120):
+    """`python -m proxy ARGS` from the repository, as a user would run it: the CompletedProcess."""
+    return subprocess.run([sys.executable, "-m", "proxy", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=timeout)
+
+
+def cli_outcome(*args, timeout=120):
+    """(exit code, stdout, stderr) of `python -m proxy ARGS`."""
+    done = run_cli(*args, timeout=timeout)
+    return done.returncode, done.stdout, done.stderr
+
+
 def wait_until(predicate, timeout=10.0, what="the condition", interval=0.02):
     """Poll predicate() until it returns something true; return that, or fail naming `what`."""
     deadline = time.monotonic() + timeout

@@ -5,8 +5,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import time
 import xmlrpc.client
 
@@ -14,12 +12,10 @@ import pytest
 import tomllib
 
 from proxy import config
-from tests.support import PLUGINS, ROOT, alive, descendants, free_port, wait_until
+from tests.support import PLUGINS, ROOT, alive, descendants, free_port, run_cli, wait_until
 
 
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "proxy", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+cli = run_cli
 
 
 def test_list_shows_units_and_rejections():

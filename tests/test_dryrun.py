@@ -1,15 +1,13 @@
 """`balance UNIT --snapshot FILE`: the engine's balancing call as a dry run, hand-checked on
 config/cluster-small.json (host1 has 400 MiB free; tiny1, 1 GiB, is its smallest VM)."""
 import json
-import subprocess
-import sys
 
 import pytest
 
 from proxy import dryrun
 from proxy.errors import ProxyError
 from proxy.holding import load_file
-from tests.support import ROOT
+from tests.support import ROOT, cli_outcome
 
 CLUSTER = str(ROOT / "config" / "cluster-small.json")
 HOSTS = [f"a0000000-0000-4000-8000-00000000000{i}" for i in (1, 2, 3, 4)]
@@ -17,9 +15,7 @@ TINY1 = "b0000000-0000-4000-8000-000000000004"
 
 
 def balance(*args):
-    done = subprocess.run([sys.executable, "-m", "proxy", "balance", *args], capture_output=True,
-                          text=True, cwd=ROOT, timeout=120)
-    return done.returncode, done.stdout, done.stderr
+    return cli_outcome("balance", *args)
 
 
 def test_host_memory_balance_moves_tiny1_to_the_three_other_hosts():

@@ -4,15 +4,13 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import xmlrpc.client
 
 import pytest
 
-from tests.support import PLUGINS, ROOT, alive, descendants, wait_until
+from tests.support import PLUGINS, ROOT, alive, descendants, run_cli, wait_until
 
 pytestmark = pytest.mark.e2e
 VM = "3fd0bb5e-2f4b-4e5a-9b6c-0d1e2f3a4b5c"
@@ -20,8 +18,7 @@ HOSTS = ["6a1e0000-0000-0000-0000-000000000001", "6a1e0000-0000-0000-0000-000000
 
 
 def cli(*args, timeout=60):
-    return subprocess.run([sys.executable, "-m", "proxy", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=timeout)
+    return run_cli(*args, timeout=timeout)
 
 
 def test_engine_calls_end_to_end(start_proxy):

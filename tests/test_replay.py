@@ -2,15 +2,13 @@
 another folder; a changed unit shows up as changed calls, an unchanged one as the same."""
 import json
 import shutil
-import subprocess
-import sys
 import time
 
 from proxy import config as config_mod
 from proxy import holding, journal, replay, whatif_cli
 from proxy.protocol import EngineProtocol, Record
 from proxy.snapshot import load_snapshot
-from tests.support import ROOT
+from tests.support import ROOT, cli_outcome
 
 CLUSTER = ROOT / "config" / "cluster-small.json"
 HOSTS = [f"a0000000-0000-4000-8000-00000000000{i}" for i in (1, 2, 3, 4)]
@@ -49,9 +47,7 @@ def plugins(tmp_path, change=True):
 
 
 def run(*args):
-    done = subprocess.run([sys.executable, "-m", "proxy", "replay", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
-    return done.returncode, done.stdout, done.stderr
+    return cli_outcome("replay", *args)
 
 
 def test_a_changed_unit_shows_its_calls_old_and_new(tmp_path):

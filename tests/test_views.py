@@ -1,15 +1,13 @@
 """`journal` and `explain`: a real call through the served proxy, then the commands read it back."""
 import json
 import re
-import subprocess
-import sys
 import xmlrpc.client
 
 import pytest
 
 from proxy import views
 from proxy.errors import ProxyError
-from tests.support import ROOT, wait_until
+from tests.support import ROOT, run_cli, wait_until
 
 CLUSTER = ROOT / "config" / "cluster-small.json"
 HOSTS = [f"a0000000-0000-4000-8000-00000000000{i}" for i in (1, 2, 3, 4)]
@@ -17,8 +15,7 @@ TINY1 = "b0000000-0000-4000-8000-000000000004"
 
 
 def cli(*args):
-    done = subprocess.run([sys.executable, "-m", "proxy", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=60)
+    done = run_cli(*args, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

@@ -2,13 +2,11 @@
 hand-checked on config/cluster-small.json (host1 has 400 MiB free; tiny1, 1 GiB, is its
 smallest VM; host3 has the most free memory)."""
 import json
-import subprocess
-import sys
 import textwrap
 
 from proxy import holding, whatif_cli
 from proxy import config as config_mod
-from tests.support import ROOT
+from tests.support import ROOT, cli_outcome
 
 CLUSTER = str(ROOT / "config" / "cluster-small.json")
 HOST1, HOST3 = "a0000000-0000-4000-8000-000000000001", "a0000000-0000-4000-8000-000000000003"
@@ -16,9 +14,7 @@ TINY1 = "b0000000-0000-4000-8000-000000000004"
 
 
 def simulate(*args):
-    done = subprocess.run([sys.executable, "-m", "proxy", "simulate", *args], capture_output=True,
-                          text=True, cwd=ROOT, timeout=120)
-    return done.returncode, done.stdout, done.stderr
+    return cli_outcome("simulate", *args)
 
 
 def test_one_round_moves_tiny1_to_host3_then_the_unit_stops():
