@@ -107,6 +107,38 @@ def test_parse_call_only_ever_raises_malformed_request(body):
         pass
 
 
+def _nested_call(depth):
+    nested = "<value><array><data>" * depth + "<value>x</value>" + "</data></array></value>" * depth
+    return (f"<?xml version='1.0'?><methodCall><methodName>runFilters</methodName><params>"
+            f"<param>{nested}</param></params></methodCall>").encode()
+
+
+def test_parse_call_takes_32_levels_and_refuses_33():
+    assert server.parse_call(_nested_call(32))[0] == "runFilters"
+    with pytest.raises(server.BadArguments, match="more than 32 deep"):
+        server.parse_call(_nested_call(33))
+
+
+def _depth(value):
+    if isinstance(value, (list, tuple)):
+        return 1 + max(map(_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    return 0
+
+
+_nests = st.recursive(st.integers() | st.text(max_size=3),
+                      lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=2), inner, max_size=3),
+                      max_leaves=30)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_nests)
+def test_nesting_is_the_depth_of_arrays_and_structs(value):
+    assert server.nesting(value, limit=1000) == _depth(value)
+    assert (server.nesting(value, limit=2) > 2) == (_depth(value) > 2)
+
+
 @pytest.mark.parametrize("call, code, words", [
     (lambda s: s.nope(), 3, "no method 'nope'"),
     (lambda s: s.runFilters(["keep_all"], ["h"]), 4, "takes 4 argument(s)"),
