@@ -30,6 +30,11 @@ MAX_ENTRIES = 20000  # moves kept; at 20 a cluster per hour, 1,000 clusters' wor
 START_CODES = (62, 67)
 DONE_CODE = 63
 EVENTS_SEARCH = "type=62 or type=63 or type=67"
+# An engine event of a VM the proxy proposed to move is that same migration when it starts
+# within this many seconds after the answer (the engine acts on it at once), or completes
+# within the hour; SKEW allows for the engine's clock running behind the proxy's.
+SAME_START = 300.0
+SKEW = 60.0
 FIRST_READ_MAX = 500  # the newest migration events the first read takes; later reads take all above `from`
 _DESTINATION = re.compile(r"Destination:\s*([^,()]+?)\s*[,)]")
 
@@ -124,10 +129,9 @@ class Ledger:
     def _event_move(self, e):
         if e["code"] not in START_CODES + (DONE_CODE,) or not e["vm_id"]:
             return None
-        if e["code"] == DONE_CODE and any(
-                m.vm_id == e["vm_id"] and m.origin == "events" and e["at"] - HOUR <= m.at <= e["at"]
-                for m in reversed(self._moves)):
-            return None  # its start is already here
+        window = HOUR if e["code"] == DONE_CODE else SAME_START
+        if any(m.vm_id == e["vm_id"] and e["at"] - window <= m.at <= e["at"] + SKEW for m in self._moves):
+            return None  # the proxy's own answer, or the start of this migration, is already here
         dest = e.get("destination_id")
         return Move(e["vm_id"], e["source_id"], (dest,) if dest else (), e["at"], origin="events")
 

@@ -314,6 +314,11 @@ class EngineProtocol:
         if unit is None:
             [value] = self._run("balance", [(name, [hosts, properties])], record)
             return envelope(_checked(name, value, balance_result, hosts, record) or nothing_to_do(), record)
+        refresher = self.executor.generation.refresher
+        if ledger.events_after == 0 and refresher is not None:
+            # The engine's migration events arrive with the snapshot: until the first one is
+            # in, wait for it (as the unit's call would) rather than decide without them.
+            refresher.before_call(time.monotonic() + self.timeout)
         recent = ledger.recent(hosts)
         limits = ledger.limits(hosts, unit.balancing_limits, recent)
         if limits.applies and limits.budget_left == 0:
