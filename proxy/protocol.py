@@ -371,7 +371,8 @@ class EngineProtocol:
 
 def _cooling_text(ledger, vm_id, limits):
     ago = ledger.since(vm_id)
-    when = f"moved {ago / 60:.0f} min ago" if ago is not None else "moved recently"
+    when = ("moved recently" if ago is None else f"moved {ago:.0f} s ago" if ago < 90 else
+            f"moved {ago / 60:.0f} min ago")
     return (f"dropped: VM {vm_id} {when}, within balancing.cooldown_minutes "
             f"({limits.cooldown_minutes:g}); answered no migration")
 

@@ -134,7 +134,7 @@ def simulate(cfg, unit, snap, hosts, props, rounds, cluster_id=None, interval=60
     """{"rounds", "before", "after", "stopped", "failed", "first", "last"}: the what-if, one
     pass every `interval` simulated seconds."""
     with fed_executor(cfg, snap) as executor:
-        clock = executor.clock = _Clock(time.time())
+        clock = executor.clock = _Clock(float(int(time.time())))  # whole seconds: readable "at"s
         executor.ledger = moves.Ledger.from_config(cfg, clock=clock)
         return _rounds(executor, unit, snap, hosts, props, rounds, cluster_id, interval)
 

@@ -2,6 +2,7 @@
 give, its bounds, and how it is filled (the journal, the engine's migration events)."""
 import datetime
 import json
+import re
 import time
 import xmlrpc.client
 
@@ -181,7 +182,8 @@ def test_a_restarted_proxy_remembers_its_moves_and_explain_shows_the_limits(star
     code, out, err = cli_outcome("explain", newest["id"], "--journal", path)
     assert code == 0, err
     assert "limits: cooldown 60 min, 1 VM(s) cooling; budget 19 of 20 migrations left this hour" in out
-    assert f"dropped: VM {TINY1} moved 0 min ago, within balancing.cooldown_minutes (60)" in out
+    assert re.search(f"dropped: VM {TINY1} moved \\d+ s ago, within balancing.cooldown_minutes \\(60\\); "
+                     "answered no migration", out)
     code, out, _ = cli_outcome("journal", "--journal", path)
     assert "nothing to do (held by the cooldown limit)" in out
 
