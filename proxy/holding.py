@@ -29,7 +29,7 @@ FEED_ENV = "OVIRT_SCHEDULER_PROXY_STATE_FEED"
 # The load history units get (balancing.load_history()): the readings of the snapshots held
 # before the current one, at most this many and none older than HISTORY_SECONDS.  At the
 # default engine.max_age (10 s) that is the last 5 minutes, more than the engine's
-# CpuOverCommitDurationMinutes (2); 30 readings of 1,000 hosts add ~2 MB to the image.
+# CpuOverCommitDurationMinutes (2); 30 readings of 1,000 hosts add ~1.6 MB to the image.
 HISTORY_MAX = 30
 HISTORY_SECONDS = 1800.0
 
