@@ -314,7 +314,7 @@ class EngineProtocol:
         if unit is None:
             [value] = self._run("balance", [(name, [hosts, properties])], record)
             return envelope(_checked(name, value, balance_result, hosts, record) or nothing_to_do(), record)
-        refresher = self.executor.generation.refresher
+        refresher = getattr(self.executor.generation, "refresher", None)
         if ledger.events_after == 0 and refresher is not None:
             # The engine's migration events arrive with the snapshot: until the first one is
             # in, wait for it (as the unit's call would) rather than decide without them.
