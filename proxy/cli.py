@@ -14,7 +14,7 @@ import sys
 import threading
 import xmlrpc.client
 
-from . import check, dryrun, health, logs, metrics, policy, replay, systemd, views
+from . import check, dryrun, health, logs, metrics, moves, policy, replay, systemd, views
 from . import journal as journal_mod
 from . import config as config_mod
 from .errors import ConfigError, ProxyError
@@ -193,6 +193,7 @@ def serve(cfg, simulate=None, snapshot_file=None):
     wake_r = _record_signals()
     journal = _journal(cfg, snapshot_file)  # before the executor: its fork server inherits the spool
     executor = Executor(cfg, password=password, snapshot_file=snapshot_file or "")
+    executor.ledger = _ledger(cfg, journal)
     monitor = None
     try:
         catalog = executor.start()
@@ -248,6 +249,25 @@ def _journal(cfg, snapshot_file):
         journal.spool_document(1, load_snapshot(snapshot_file))  # holding.load_file's version
     log.info("journal: %s", path)
     return journal
+
+
+def _ledger(cfg, journal):
+    """The moves ledger (proxy/moves.py): filled from the journal, so a restart remembers what
+    it proposed; with the journal off, it follows the engine's migration events instead."""
+    ledger = moves.Ledger.from_config(cfg, events=journal is None)
+    if journal is not None:
+        reader = journal_mod.Reader(journal.path)
+        try:
+            found = ledger.fill_from_journal(reader)
+        except sqlite3.Error as e:  # a damaged journal must not keep the proxy from serving
+            log.warning("moves: cannot read the journal's recent balance answers: %s", e)
+            found = 0
+        finally:
+            reader.close()
+        log.info("moves: %d proposed within the last %.0f min, from the journal", found, ledger.lookback / 60)
+    else:
+        log.info("moves: the journal is off; following the engine's migration events")
+    return ledger
 
 
 def _listen(cfg, executor, journal=None):

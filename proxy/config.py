@@ -38,6 +38,13 @@ def _non_negative(v):
         return "must be a number, 0 or greater"
 
 
+def _zero_means(what):
+    def check(v):
+        if not (v >= 0 and math.isfinite(v)):
+            return f"must be 0 or greater (0: {what})"
+    return check
+
+
 def _at_least(n):
     def check(v):
         if v < n:
@@ -167,6 +174,14 @@ SETTINGS += (
             "scores (the engine applies the policy's factors). false: the summed [host, score] form with "
             "the factors applied here, which every engine accepts; true needs an engine whose parser takes "
             "3-element rows (4.1 and later: docs/ENGINE_PROTOCOL.md §2.4)."),
+    Setting("balancing", "cooldown_minutes", float, 60.0,
+            "Minutes after the proxy proposed moving a VM during which no balance unit may move it again "
+            "(its answer is dropped: no migration), so a VM does not go back and forth. 0: no cooldown.",
+            None, _zero_means("no cooldown")),
+    Setting("balancing", "max_migrations_per_hour", int, 20,
+            "Migrations the balance units may propose per cluster in any hour; once used, balance calls "
+            "of that cluster answer no migration without running the unit. 0: no budget.",
+            None, _zero_means("no budget")),
 )
 SECTIONS = tuple(dict.fromkeys(s.section for s in SETTINGS))
 BY_NAME = {s.name: s for s in SETTINGS}

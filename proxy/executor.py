@@ -25,6 +25,7 @@ class Call:
     args: list
     timeout: float | None = None  # seconds for this call ([units.NAME] timeout); None: the request's
     request_id: str = ""  # the engine request it serves (log lines)
+    balancing: dict | None = None  # a balance call's limits and recent moves (moves.to_wire)
 
 
 class Slots:
@@ -92,6 +93,7 @@ class Executor:
         self.starting = set()  # generations whose fork server is importing the plugins
         self.stopped = False  # set by stop(): a reload finishing later must not start serving
         self.token = None  # the engine SSO token, obtained by a worker and carried to the next calls
+        self.ledger = None  # moves.Ledger: the moves proposed, the balancing limits (set before start)
 
     @property
     def shares_state(self):
@@ -122,6 +124,7 @@ class Executor:
                               stale_limit=self.config.engine.stale_limit, read_timeout=self.config.plugins.timeout)
         refresher.token = self.token
         refresher.on_token = self._take_token
+        refresher.ledger = self.ledger
         refresher.start()
         return refresher
 

@@ -383,7 +383,7 @@ class ForkServer:
             return
         self._adopt(snap)
         self._tell(messages.SnapshotReady(snap.version, snap.read_at, snap.read_seconds,
-                                          snap.summary(), token))
+                                          snap.summary(), token, read.events))
 
     def _adopt(self, snap, static=False):
         holding.adopt(snap, static=static, stale_limit=self.boot.stale_limit)

@@ -47,6 +47,7 @@ class Reply:
     seconds: float | None = None  # from the batch's start to this answer (metrics); None: never started
     reasons: dict | None = None  # the unit's explain reasons (journal)
     version: int = 0  # the snapshot its worker held (journal); 0: none
+    source: str | None = None  # a balance answer's VM: its host in that snapshot (the ledger)
 
 
 _OVERRAN = object()  # _collect's mark for a call past its due time
@@ -272,7 +273,8 @@ class Generation:
         request = messages.Request(unit=call.unit.key, method=call.unit.method, args=call.args,
                                    timeout=max(0.0, min(deadline - time.monotonic(), call.timeout or float("inf"))),
                                    token=token,
-                                   refresh_error=refresh_error, request_id=call.request_id)
+                                   refresh_error=refresh_error, request_id=call.request_id,
+                                   balancing=call.balancing)
         try:
             w.sock.settimeout(max(0.001, deadline - time.monotonic()))
             wire.send_frame(w.sock, messages.to_wire(request))
@@ -321,7 +323,7 @@ class Generation:
             answer = messages.from_wire(msg, messages.Answer)
         except messages.MessageError as e:
             return Reply(BadUnitOutput(f"its worker sent a malformed answer: {e}"))
-        return Reply(answer.outcome(), answer.token, reasons=answer.reasons)
+        return Reply(answer.outcome(), answer.token, reasons=answer.reasons, source=answer.source)
 
     # -- life cycle ---------------------------------------------------------------------
 

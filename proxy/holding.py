@@ -8,6 +8,7 @@ and sends the snapshot back as a pickle on a pipe: only proxy code runs in that 
 the fork server's main loop never blocks on the engine.
 """
 
+import collections
 import dataclasses
 import gc
 import logging
@@ -16,7 +17,7 @@ import pickle
 import shutil
 import time
 
-from . import engine, journal, readers, snapshot, state
+from . import balancing, engine, journal, moves, readers, snapshot, state
 
 log = logging.getLogger("proxy.holding")
 
@@ -25,6 +26,12 @@ READER_NICENESS = 10
 # A file holding a pickled Snapshot that refreshes read instead of the engine: the what-if
 # rounds hand each round's state to the one fork server this way (proxy/whatif_cli.py).
 FEED_ENV = "OVIRT_SCHEDULER_PROXY_STATE_FEED"
+# The load history units get (balancing.load_history()): the readings of the snapshots held
+# before the current one, at most this many and none older than HISTORY_SECONDS.  At the
+# default engine.max_age (10 s) that is the last 5 minutes, more than the engine's
+# CpuOverCommitDurationMinutes (2); 30 readings of 1,000 hosts add ~1.6 MB to the image.
+HISTORY_MAX = 30
+HISTORY_SECONDS = 1800.0
 
 
 class Read:
@@ -34,6 +41,7 @@ class Read:
         self.pid, self.fd, self.version = pid, fd, version
         self.kill_at = kill_at  # time.monotonic() past which the child is killed
         self.data = bytearray()
+        self.events = None  # the migration events the child read with the snapshot, if asked
 
     def feed(self):
         """Read what the child sent; True once it has closed the pipe."""
@@ -45,9 +53,10 @@ class Read:
         """(Snapshot or None, error text or None, token) once the child is reaped."""
         os.close(self.fd)
         try:
-            kind, payload, token = pickle.loads(self.data)
+            kind, payload, token, *events = pickle.loads(self.data)
         except Exception:  # no answer: the child died (the deadline's kill, the OOM killer)
             return None, f"the engine state reader {how_it_ended} without an answer", None
+        self.events = events[0] if events else None
         return (payload, None, token) if kind == "ok" else (None, payload, token)
 
 
@@ -64,8 +73,9 @@ def read_in_child(write_fd, settings, refresh):
         try:
             with engine.connect() as conn:
                 snap = readers.read_snapshot(conn, version=refresh.version, source=settings.url)
+                events = _events(conn, refresh, snap)
             _spool(snap)
-            answer = ("ok", snap, engine.token())
+            answer = ("ok", snap, engine.token(), events)
         except Exception as e:
             answer = ("error", engine.describe_error(e) or f"{type(e).__name__}: {e}", engine.token())
         with os.fdopen(write_fd, "wb") as f:
@@ -75,6 +85,19 @@ def read_in_child(write_fd, settings, refresh):
         code = 70
     finally:
         os._exit(code)
+
+
+def _events(conn, refresh, snap):
+    """The migration events above refresh.events_after (None when not asked for, or when the
+    engine would not give them: the snapshot is what the call needs, the events are extra)."""
+    if refresh.events_after < 0:
+        return None
+    try:
+        return moves.read_events(conn, refresh.events_after, snap)
+    except Exception as e:
+        log.warning("cannot read the engine's migration events (the ledger misses them until "
+                    "the next refresh): %s", engine.describe_error(e) or f"{type(e).__name__}: {e}")
+        return None
 
 
 def _spool(snap):
@@ -104,15 +127,41 @@ def adopt(snap, *, static=False, stale_limit=60.0):
     collection here would stall the fork server's loop.)
     """
     engine.hold(snap.warm(), static=static, stale_limit=stale_limit)
+    _remember(snap)
     gc.freeze()
     log.debug("holding engine state %s", snap.summary())
 
 
 
-def write_feed(path, snap, version):
-    """Leave `snap`, as snapshot `version`, for the next refresh: as the pickled answer a
-    reading child sends, so the child only copies it (one pickling per round, not two)."""
-    snap = dataclasses.replace(snap, version=version, read_at=time.time())
+class _History:
+    readings = collections.deque()  # of the snapshots held before the current one, oldest first
+    current = None  # the Reading of the snapshot held now
+
+
+def reading_of(snap):
+    """The load figures of a snapshot that hysteresis compares (balancing.Reading)."""
+    hosts = snap.hosts.values()
+    return balancing.Reading(snap.version, snap.read_at, {h.id: h.cpu_usage for h in hosts},
+                             {h.id: h.free_memory for h in hosts})
+
+
+def _remember(snap):
+    """Push the snapshot held until now into the history ring and bind the ring, so every
+    worker forked from here inherits it (the current snapshot is engine.snapshot())."""
+    ring = _History.readings
+    if _History.current is not None and _History.current.version != snap.version:
+        ring.append(_History.current)
+    _History.current = reading_of(snap)
+    while ring and (len(ring) > HISTORY_MAX or snap.read_at - ring[0].read_at > HISTORY_SECONDS):
+        ring.popleft()
+    balancing.bind(history=tuple(ring))
+
+
+def write_feed(path, snap, version, read_at=None):
+    """Leave `snap`, as snapshot `version` read at `read_at` (default: now), for the next
+    refresh: as the pickled answer a reading child sends, so the child only copies it (one
+    pickling per round, not two)."""
+    snap = dataclasses.replace(snap, version=version, read_at=time.time() if read_at is None else read_at)
     tmp = f"{path}.tmp"
     with open(tmp, "wb") as f:
         pickle.dump(("ok", snap, None), f, protocol=pickle.HIGHEST_PROTOCOL)

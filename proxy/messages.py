@@ -80,6 +80,7 @@ class Refresh:
     version: int
     timeout: float
     token: str | None = None
+    events_after: int = -1  # also read the engine's migration events above this index; -1: do not
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +91,7 @@ class SnapshotReady:
     read_seconds: float
     summary: str
     token: str | None = None
+    events: list | None = None  # moves.event_record dicts, when asked for (None: not read)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +133,7 @@ class Request:
     token: str | None  # the engine SSO token to reuse
     refresh_error: str | None = None  # why the proxy's last snapshot refresh failed
     request_id: str = ""  # the engine request's id, for the worker's log lines
+    balancing: dict | None = None  # a balance call's limits and recent moves (moves.to_wire)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +144,7 @@ class Answer:
     error: dict | None = None
     token: str | None = None
     reasons: dict | None = None
+    source: str | None = None  # a balance answer's VM: its host in the snapshot held (the ledger)
 
     @classmethod
     def failed(cls, error, token=None, reasons=None):

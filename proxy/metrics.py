@@ -58,6 +58,9 @@ ENGINE_REQUESTS = Counter(PREFIX + "engine_requests", "Engine operations the pro
 ENGINE_ERRORS = Counter(PREFIX + "engine_errors", "Failed engine operations: the proxy's own, and unit "
                         "calls that failed with EngineUnavailable (source=units).", ["source"],
                         registry=REGISTRY)
+BALANCE_HELD = Counter(PREFIX + "balance_held", "Balance calls answered with no migration because of the "
+                       "balancing limits: reason=budget (the unit was not run), cooldown (its VM was "
+                       "dropped).", ["reason"], registry=REGISTRY)
 
 
 def call_done(method, outcome, seconds, record):
@@ -84,6 +87,10 @@ def units_timed(calls, replies):
     for call, reply in zip(calls, replies):
         if reply.seconds is not None:
             UNIT_SECONDS.labels(call.unit.name, call.unit.type).observe(reply.seconds)
+
+
+def balance_held(reason):
+    BALANCE_HELD.labels(reason).inc()
 
 
 def engine_request(source, failed):

@@ -12,6 +12,8 @@ import math
 import re
 import time
 
+from . import metrics, moves
+from .balancing import Move
 from .errors import BadArguments, BadUnitOutput, UnitError
 from .executor import Call
 from .registry import UNIT_TYPES
@@ -209,6 +211,8 @@ def _note_replies(outcomes, slots, replies):
             value = None if isinstance(reply.value, UnitError) else reply.value
             outcomes[i].update(answer=value, seconds=reply.seconds, reasons=reply.reasons,
                                version=reply.version)
+            if reply.source is not None:
+                outcomes[i]["source"] = reply.source
 
 
 class EngineProtocol:
@@ -219,8 +223,9 @@ class EngineProtocol:
         self.timeout = timeout
         self.score_rows = score_rows  # protocol.score_rows: [host, score, unit] rows (proxy/score_rows.py)
 
-    def _run(self, utype, names_and_args, record):
-        """Run the named units of one type; one value per input, FAILED where the unit failed."""
+    def _run(self, utype, names_and_args, record, balancing=None):
+        """Run the named units of one type; one value per input, FAILED where the unit failed.
+        balancing: a balance call's limits and moves (moves.to_wire), sent to its worker."""
         catalog = self.executor.catalog()
         started = time.monotonic()
         record.utype = utype
@@ -245,7 +250,7 @@ class EngineProtocol:
                 if shadow:
                     record.shadows.append(Shadow(name, shadow, utype, args_of[name]))
                 timeout = self.executor.config.unit(name).timeout or self.timeout
-                calls.append((name, Call(unit, args_of[name], timeout, record.request_id)))
+                calls.append((name, Call(unit, args_of[name], timeout, record.request_id, balancing)))
         if calls:  # each call has its own timeout; the request waits for the longest
             deadline = started + max(c.timeout for _, c in calls)
             results, finished = self.executor.run([c for _, c in calls], deadline)
@@ -304,22 +309,72 @@ class EngineProtocol:
         hosts = _unique(_string_list(hosts, "host ids (argument 2)"))
         properties = _properties(properties, nil_ok=True)
         record.inputs = {"hosts": hosts, "vm": "", "properties": properties}
-        [value] = self._run("balance", [(name, [hosts, properties])], record)
-        result = _checked(name, value, balance_result, hosts, record)
-        return envelope(result or nothing_to_do(), record)
+        ledger = self.executor.ledger
+        unit = self.executor.catalog().find("balance", name) if ledger is not None else None
+        if unit is None:
+            [value] = self._run("balance", [(name, [hosts, properties])], record)
+            return envelope(_checked(name, value, balance_result, hosts, record) or nothing_to_do(), record)
+        refresher = getattr(self.executor.generation, "refresher", None)
+        if ledger.events_after == 0 and refresher is not None:
+            # The engine's migration events arrive with the snapshot: until the first one is
+            # in, wait for it (as the unit's call would) rather than decide without them.
+            refresher.before_call(time.monotonic() + self.timeout)
+        recent = ledger.recent(hosts)
+        limits = ledger.limits(hosts, unit.balancing_limits, recent)
+        if limits.applies and limits.budget_left == 0:
+            return envelope(self._over_budget(record, name, limits, recent), record)
+        [value] = self._run("balance", [(name, [hosts, properties])], record, moves.to_wire(limits, recent))
+        result = _checked(name, value, balance_result, hosts, record) or nothing_to_do()
+        outcome = record.outcomes[-1]
+        dropped = None
+        if result[0] and limits.applies and result[0] in limits.cooling:
+            dropped = {"vm": result[0], "why": "cooldown", "text": _cooling_text(ledger, result[0], limits)}
+            metrics.balance_held("cooldown")
+            result = nothing_to_do()
+        elif result[0]:
+            ledger.add(Move(result[0], outcome.get("source"), tuple(result[1]), ledger.clock()))
+        outcome["limits"] = moves.shown(limits, recent, dropped=dropped)
+        return envelope(result, record)
+
+    def _over_budget(self, record, name, limits, recent):
+        """The answer when the cluster's budget is used: no migration, the unit not run (its
+        answer could only be dropped; not running it saves a worker and its engine reads)."""
+        record.utype = "balance"
+        record.units.append(name)
+        text = (f"not run: the cluster's budget of {limits.max_migrations_per_hour} migration(s) per hour "
+                "(balancing.max_migrations_per_hour) is used")
+        record.outcomes.append({"unit": name, "weight": None, "answer": None, "error": None, "seconds": None,
+                                "reasons": None, "version": 0,
+                                "limits": moves.shown(limits, recent, dropped={"why": "budget", "text": text})})
+        metrics.balance_held("budget")
+        return nothing_to_do()
 
 
     def run_shadow(self, live, shadow):
         """Run a shadow unit on the arguments the live unit got: (its Record, its checked answer,
         in the live call's form).  Never sent to the engine (proxy/shadow.py)."""
         record = Record(request_id=f"{live.request_id}~shadow", inputs=live.inputs)
-        [value] = self._run(shadow.utype, [(shadow.candidate, shadow.args)], record)
+        ledger, hosts = self.executor.ledger, live.inputs.get("hosts", [])
+        unit = self.executor.catalog().find("balance", shadow.candidate) if ledger is not None else None
+        seen = None  # the live call's limits, shown to the shadow; its answers never enter the ledger
+        if shadow.utype == "balance" and unit is not None:
+            recent = ledger.recent(hosts)
+            seen = moves.to_wire(ledger.limits(hosts, unit.balancing_limits, recent), recent)
+        [value] = self._run(shadow.utype, [(shadow.candidate, shadow.args)], record, seen)
         check = {"filter": filter_result, "score": score_result, "balance": balance_result}[shadow.utype]
         answer = _checked(shadow.candidate, value, check, live.inputs.get("hosts", []), record)
         record.release()
         if isinstance(answer, dict):  # scores: the [[host, score]] form the engine gets
             answer = [[h, clamp32(v)] for h, v in answer.items()]
         return record, answer
+
+
+def _cooling_text(ledger, vm_id, limits):
+    ago = ledger.since(vm_id)
+    when = ("moved recently" if ago is None else f"moved {ago:.0f} s ago" if ago < 90 else
+            f"moved {ago / 60:.0f} min ago")
+    return (f"dropped: VM {vm_id} {when}, within balancing.cooldown_minutes "
+            f"({limits.cooldown_minutes:g}); answered no migration")
 
 
 @dataclasses.dataclass(frozen=True)

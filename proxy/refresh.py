@@ -44,6 +44,7 @@ class Refresher:
         self.reads = 0  # reads started, for tests and metrics
         self.token = None  # the SSO token the reads pass along (the executor's)
         self.on_token = lambda token: None  # hands a token a read obtained back to the executor
+        self.ledger = None  # a moves.Ledger that follows the engine's migration events, or None
         self._last_logged = (None, False, 0.0)  # (error, past stale_limit, time.monotonic())
 
     def age(self):
@@ -86,12 +87,16 @@ class Refresher:
         self.reading = next(self.versions)
         self.last_start = now
         self.reads += 1
-        self.send(Refresh(self.reading, self.read_timeout, self.token))
+        ledger = self.ledger
+        after = ledger.events_after if ledger is not None and ledger.events_after is not None else -1
+        self.send(Refresh(self.reading, self.read_timeout, self.token, events_after=after))
 
     # -- answers from the fork server (the generation's control reader calls these) ------
 
     def ready(self, msg):
         self.on_token(msg.token)
+        if self.ledger is not None and msg.events is not None:
+            self.ledger.take_events(msg.events)
         with self.cond:
             self.version, self.read_at, self.read_seconds = msg.version, msg.read_at, msg.read_seconds
             if self.error is not None:

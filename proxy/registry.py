@@ -40,6 +40,9 @@ class Unit:
     module: str  # file name in the plugin folder
     description: str
     properties: str  # the engine-syntax parameter map (properties_validation)
+    # A balance unit's `balancing_limits = False` opts out of the cooldown and the budget:
+    # it sees Limits(applies=False) and the proxy enforces nothing on its answers.
+    balancing_limits: bool = True
 
     @property
     def key(self):
@@ -116,7 +119,8 @@ def units_of(module, file_name):
                 rejections.append(Rejection(file_name, cls_name, problem))
                 continue
             doc = inspect.getdoc(getattr(cls, method)) or ""
-            units.append(Unit(utype, cls_name, file_name, " ".join(doc.split()), props))
+            units.append(Unit(utype, cls_name, file_name, " ".join(doc.split()), props,
+                              getattr(cls, "balancing_limits", True) is not False))
     return units, rejections
 
 

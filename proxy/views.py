@@ -73,6 +73,9 @@ def summary(entry):
     result, method = answer["result"], entry["method"]
     if method == "runLoadBalancing":
         text = f"migrate {result[0]} to {len(result[1])} candidate(s)" if result[0] else "nothing to do"
+        held = [o["limits"]["dropped"]["why"] for o in entry.get("outcomes", ())
+                if (o.get("limits") or {}).get("dropped")]
+        text += f" (held by the {held[0]} limit)" if held else ""
     elif method == "runFilters":
         text = f"{len(result)}/{len(entry['hosts'])} hosts pass"
     elif method == "runCostFunctions":
@@ -145,6 +148,11 @@ def show_explain(args):
             print(f"  failed: {o['error']['message']}")
         else:
             print(f"  answer: {json.dumps(o['answer'])}")
+        if o.get("limits"):
+            print(f"  limits: {limits_text(o['limits'])}")
+            dropped = o["limits"].get("dropped")
+            if dropped:
+                print(f"  {dropped['text']}")
         reasons = o["reasons"] or {}
         if reasons.get("decision"):
             print(f"  because: {reasons['decision']}")
@@ -154,6 +162,17 @@ def show_explain(args):
     print(f"  {json.dumps(e['answer'])}")
     _print_seen(snap)
     return 0
+
+
+def limits_text(limits):
+    """One line of the balancing limits a call ran under (the outcome's `limits`, moves.shown)."""
+    if not limits["applies"]:
+        return "none (the unit opted out: balancing_limits = False)"
+    cooldown = (f"cooldown {limits['cooldown_minutes']:g} min, {len(limits['cooling'])} VM(s) cooling"
+                if limits["cooldown_minutes"] else "no cooldown")
+    budget = (f"budget {limits['budget_left']} of {limits['max_migrations_per_hour']} migrations left this hour"
+              if limits["max_migrations_per_hour"] else "no budget")
+    return f"{cooldown}; {budget}; {limits['recent_moves']} move(s) of this cluster remembered"
 
 
 def _names(snap):

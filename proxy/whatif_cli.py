@@ -9,6 +9,11 @@ One Executor serves every round: its fork server is told to refresh, and the ref
 the round's state from a feed file (a pickled Snapshot, holding.FEED_ENV) instead of an
 engine.  Starting a fork server per round on 1,000 hosts / 20,000 VMs costs ~0.7 s a round
 (measured), a round through the feed ~0.3 s.
+
+Time is simulated: round n runs at t0 + n × the engine's balancing interval
+(VdsLoadBalancingIntervalInMinutes, 1 minute by default; --interval), t0 the simulation's
+start.  Round n's state is read at that time and the moves ledger (proxy/moves.py) runs on
+that clock, so the cooldown, the budget and the load history act as they would live.
 """
 
 import argparse
@@ -20,7 +25,7 @@ import tempfile
 import time
 
 from . import config as config_mod
-from . import dryrun, holding, logs, whatif
+from . import dryrun, holding, logs, moves, whatif
 from .errors import ConfigError, ProxyError
 from .executor import Executor
 from .protocol import EngineProtocol, Record
@@ -46,7 +51,7 @@ class _Feeder(Refresher):
                 return self.version, self.error
             self.fed = self.executor.state
             self.reading = next(self.versions)
-            holding.write_feed(self.executor.feed, self.executor.state, self.reading)
+            holding.write_feed(self.executor.feed, self.executor.state, self.reading, self.executor.clock())
             self.send(Refresh(self.reading, self.read_timeout, self.token))
             self.cond.wait_for(lambda: not self.reading, max(0.0, deadline - time.monotonic()))
             return self.version, self.error
@@ -59,6 +64,7 @@ class FedExecutor(Executor):
     def __init__(self, config, feed, state):
         super().__init__(config, password="")
         self.feed, self.state = feed, state
+        self.clock = time.time  # when each fed state is read (simulate: the round's simulated time)
 
     def _refresher(self, gen):
         return _Feeder(self, gen.send)
@@ -71,6 +77,9 @@ def build_parser():
     p.add_argument("unit", metavar="UNIT", help="the balance unit")
     p.add_argument("--snapshot", metavar="FILE", required=True, help="the engine state to start from")
     p.add_argument("--rounds", metavar="N", type=int, default=10, help="balancing passes (default 10)")
+    p.add_argument("--interval", metavar="MINUTES", type=float, default=1.0,
+                   help="simulated minutes between two passes: the engine's VdsLoadBalancingIntervalInMinutes "
+                        "(default 1)")
     p.add_argument("--prop", metavar="KEY=VALUE", action="append", default=[],
                    help="a scheduling-policy property, as the engine sends it (repeat for more)")
     p.add_argument("--cluster", metavar="NAME", help="the cluster, when the state holds several")
@@ -86,6 +95,8 @@ def run(args):
     logs.configure("WARNING", "")
     if args.rounds < 1:
         raise ProxyError("--rounds: give 1 or more")
+    if not args.interval > 0:
+        raise ProxyError("--interval: give a number of minutes greater than 0")
     overrides = {"plugins.folder": args.plugins} if args.plugins else {}
     cfg = config_mod.load(args.config, overrides)
     cfg = cfg.replace({"plugins.spare_workers": 1, "log.level": "WARNING", "engine.url": ""})
@@ -98,7 +109,7 @@ def run(args):
     hosts = dryrun.default_hosts(snap, args.cluster, notes.append)
     cluster_id = snap.hosts[hosts[0]].cluster_id if hosts else None
     props = dryrun.properties(args.prop)
-    result = simulate(cfg, args.unit, snap, hosts, props, args.rounds, cluster_id)
+    result = simulate(cfg, args.unit, snap, hosts, props, args.rounds, cluster_id, args.interval * 60)
     if args.report:
         from . import report
         report.write(args.report, args.unit, result)
@@ -109,10 +120,23 @@ def run(args):
     return 1 if result["failed"] else 0
 
 
-def simulate(cfg, unit, snap, hosts, props, rounds, cluster_id=None):
-    """{"rounds", "before", "after", "stopped", "failed", "first", "last"}: the what-if."""
+class _Clock:
+    """The simulated time: round n is t0 + n × interval seconds."""
+
+    def __init__(self, t0):
+        self.now = t0
+
+    def __call__(self):
+        return self.now
+
+
+def simulate(cfg, unit, snap, hosts, props, rounds, cluster_id=None, interval=60.0):
+    """{"rounds", "before", "after", "stopped", "failed", "first", "last"}: the what-if, one
+    pass every `interval` simulated seconds."""
     with fed_executor(cfg, snap) as executor:
-        return _rounds(executor, unit, snap, hosts, props, rounds, cluster_id)
+        clock = executor.clock = _Clock(float(int(time.time())))  # whole seconds: readable "at"s
+        executor.ledger = moves.Ledger.from_config(cfg, clock=clock)
+        return _rounds(executor, unit, snap, hosts, props, rounds, cluster_id, interval)
 
 
 @contextlib.contextmanager
@@ -134,11 +158,12 @@ def fed_executor(cfg, snap=None):
                 os.environ[holding.FEED_ENV] = previous
 
 
-def _rounds(executor, unit, snap, hosts, props, rounds, cluster_id):
+def _rounds(executor, unit, snap, hosts, props, rounds, cluster_id, interval):
     protocol = EngineProtocol(executor, executor.config.plugins.timeout)
     first, rows, failed = snap, [], False
-    stopped = f"{rounds} round(s) done"
+    stopped, t0 = f"{rounds} round(s) done", executor.clock.now
     for n in range(1, rounds + 1):
+        executor.clock.now = t0 + interval * n
         executor.state = snap
         record = Record()
         answer = protocol.runLoadBalancing(record, unit, hosts, props)
@@ -150,7 +175,9 @@ def _rounds(executor, unit, snap, hosts, props, rounds, cluster_id):
         vm_id, candidates = answer["result"]
         vm = snap.vms.get(vm_id)
         if not vm_id:
-            stopped = "the unit answered no migration"
+            held = (record.outcomes[-1].get("limits") or {}).get("dropped") if record.outcomes else None
+            stopped = f"the proxy answered no migration ({held['text']})" if held else \
+                "the unit answered no migration"
             break
         if vm is None or vm.host_id not in snap.hosts:
             stopped = f"the unit chose VM {vm_id}, which runs on no host of the state"
@@ -161,7 +188,8 @@ def _rounds(executor, unit, snap, hosts, props, rounds, cluster_id):
             break
         snap = whatif.apply_move(snap, vm_id, target)
         after = whatif.figures(snap, unit, props, cluster_id)
-        rows.append({"round": n, "vm": vm_id, "from": vm.host_id, "to": target,
+        rows.append({"round": n, "at": executor.clock.now, "vm": vm_id, "from": vm.host_id, "to": target,
+                     "candidates": list(candidates),
                      "moved_gib": round((vm.memory or 0) / whatif.GIB, 3), "ic_mem": after["ic_mem"],
                      "ic_cpu": after["ic_cpu"], "hosts_under_threshold": after["hosts_under_threshold"]})
     return {"rounds": rows, "before": whatif.figures(first, unit, props, cluster_id),

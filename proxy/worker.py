@@ -15,7 +15,7 @@ import resource
 import sys
 import time
 
-from . import engine, explain, messages, registry, wire
+from . import balancing, engine, explain, messages, moves, registry, wire
 from .errors import BadUnitOutput, EngineUnavailable, UnitError, UnitNotFound, UnitRaised
 
 log = logging.getLogger("proxy.worker")
@@ -181,7 +181,8 @@ def run_call(units, request, settings, limit, capture=None):
     try:
         value = _call_unit(units, request, settings, limit, capture)
         encoded = wire.encode(messages.to_wire(messages.Answer(result=value, token=engine.token(),
-                                                               reasons=explain.collected())))
+                                                               reasons=explain.collected(),
+                                                               source=_source_of(request, value))))
     except UnitError as e:
         return _failure(e)
     except (TypeError, ValueError) as e:  # the result cannot be encoded (odd types, NaN keys…)
@@ -190,6 +191,17 @@ def run_call(units, request, settings, limit, capture=None):
         return _failure(BadUnitOutput(f"answer of {len(encoded)} bytes exceeds the output limit of "
                                       f"{limit} (plugins.output_limit)"))
     return encoded
+
+
+def _source_of(request, value):
+    """The host the VM a balance answer names runs on in the snapshot this worker holds
+    (None: another kind of call, no VM, or no snapshot): the ledger's record of the move."""
+    if request.method != "do_balance" or not isinstance(value, (list, tuple)) or len(value) != 2 \
+            or not isinstance(value[0], str):
+        return None
+    held = engine._bound.held  # the fork server's snapshot, inherited: no request, no copy
+    vm = held.vms.get(value[0].lower()) if held is not None else None
+    return vm.host_id if vm is not None else None
 
 
 def _failure(error):
@@ -203,6 +215,8 @@ def _call_unit(units, request, settings, limit, capture):
         raise UnitNotFound(f"unit {request.unit} is not loaded in this worker")
     engine.bind(settings, token=request.token, deadline=time.monotonic() + request.timeout,
                 refresh_error=request.refresh_error)
+    if request.method == "do_balance":  # the history stays: the fork server's, inherited at fork
+        balancing.bind(*(moves.from_wire(request.balancing) if request.balancing else ()))
     capture = capture or StdoutCapture(limit)
     try:
         value = getattr(cls(), request.method)(*request.args)

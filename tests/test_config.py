@@ -56,12 +56,23 @@ def test_file_then_flags(tmp_path):
     ('[server]\nallow = ["192.0.2.10/24"]\n', ["server.allow", "write the network (192.0.2.0/24)"]),
     ('[server]\nmax_connections = 0\n', ["server.max_connections", "at least 1"]),
     ('[server]\nread_timeout = 0\n', ["server.read_timeout", "greater than 0"]),
+    ('[balancing]\ncooldown_minutes = -5\n', ["balancing.cooldown_minutes", "0 or greater (0: no cooldown)"]),
+    ('[balancing]\ncooldown_minutes = "1h"\n', ["balancing.cooldown_minutes", "expected a number"]),
+    ('[balancing]\nmax_migrations_per_hour = -1\n', ["balancing.max_migrations_per_hour", "(0: no budget)"]),
+    ('[balancing]\nmax_migrations_per_hour = 2.5\n', ["balancing.max_migrations_per_hour", "a whole number"]),
+    ('[balancing]\nbudget = 3\n', ["unknown key 'budget' in [balancing]", "max_migrations_per_hour"]),
 ])
 def test_bad_values_name_the_key(tmp_path, text, words):
     with pytest.raises(ConfigError) as e:
         config.load(write(tmp_path, text))
     for w in words:
         assert w in str(e.value)
+
+
+def test_the_balancing_settings_and_their_defaults(tmp_path):
+    assert (config.load().balancing.cooldown_minutes, config.load().balancing.max_migrations_per_hour) == (60.0, 20)
+    cfg = config.load(write(tmp_path, '[balancing]\ncooldown_minutes = 0\nmax_migrations_per_hour = 0\n'))
+    assert (cfg.balancing.cooldown_minutes, cfg.balancing.max_migrations_per_hour) == (0.0, 0)
 
 
 def test_the_allow_list_loads_as_an_immutable_tuple(tmp_path):

@@ -1,12 +1,14 @@
 """The fork server holds the engine's state for its workers: one read serves every call,
 new reads reach new workers, the engine may be down at start, a stale snapshot is refused
 past stale_limit, a snapshot file needs no engine, and legacy SDK plugins keep working."""
+import collections
+import dataclasses
 import os
 import time
 
 import pytest
 
-from proxy import config, executor, holding, metrics
+from proxy import balancing, config, executor, holding, metrics
 from proxy.errors import EngineUnavailable
 from tests.support import PLUGINS, ROOT, wait_until
 
@@ -167,3 +169,25 @@ def test_a_feed_file_holds_the_answer_a_reading_child_sends(tmp_path):
     got, error, token = read.outcome("exited")
     assert (got.version, error, token) == (7, None, None)
     assert got.hosts == snap.hosts and got.vms == snap.vms
+
+
+def _snap(version, read_at, load):
+    snap = holding.load_file(str(ROOT / "config" / "cluster-small.json"))
+    hosts = {h: dataclasses.replace(host, cpu_usage=load) for h, host in snap.hosts.items()}
+    return dataclasses.replace(snap, version=version, read_at=read_at, hosts=hosts)
+
+
+def test_the_history_ring_holds_earlier_snapshots_only_bounded_by_count_and_age(monkeypatch):
+    monkeypatch.setattr(holding._History, "readings", collections.deque())
+    monkeypatch.setattr(holding._History, "current", None)
+    monkeypatch.setattr(holding, "HISTORY_MAX", 3)
+    for v in range(1, 6):  # a reading a minute
+        holding._remember(_snap(v, 1000.0 + 60 * v, float(v)))
+    assert [r.version for r in balancing.load_history()] == [2, 3, 4]  # oldest first; 5 is current
+    reading = balancing.load_history()[-1]
+    assert set(reading.cpu_usage.values()) == {4.0} and len(reading.free_memory) == 4
+    holding._remember(_snap(5, 1000.0 + 60 * 5, 5.0))  # the same version again adds nothing
+    assert [r.version for r in balancing.load_history()] == [2, 3, 4]
+    holding._remember(_snap(6, 1000.0 + 60 * 5 + holding.HISTORY_SECONDS - 1, 6.0))
+    assert [r.version for r in balancing.load_history()] == [5]  # older than HISTORY_SECONDS: gone
+    balancing.bind(history=())

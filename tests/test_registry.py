@@ -63,6 +63,22 @@ class plain:
     assert "engine's syntax" in rejections[0].reason
 
 
+def test_a_balance_unit_opts_out_of_the_balancing_limits_with_a_class_attribute():
+    module = _module('''
+class limited:
+    def do_balance(self, hosts, args):
+        pass
+class free:
+    balancing_limits = False
+    def do_balance(self, hosts, args):
+        pass
+''')
+    units, _ = registry.units_of(module, "m.py")
+    assert {u.name: u.balancing_limits for u in units} == {"free": False, "limited": True}
+    catalog = registry.merge([(tuple(units), ())])
+    assert registry.Catalog.from_wire(catalog.to_wire()) == catalog  # it crosses to the server
+
+
 def test_duplicates_are_reported_not_swapped():
     a = registry.Unit("filter", "dup", "a.py", "first", "")
     b = registry.Unit("filter", "dup", "b.py", "second", "")

@@ -4,6 +4,8 @@ smallest VM; host3 has the most free memory)."""
 import json
 import textwrap
 
+import pytest
+
 from proxy import holding, whatif_cli
 from proxy import config as config_mod
 from tests.support import ROOT, cli_outcome
@@ -78,3 +80,40 @@ def test_a_failing_unit_stops_the_rounds_and_exits_1(tmp_path):
     found = json.loads(out)
     assert found["rounds"] == [] and found["stopped"].startswith("the unit failed:") and "no luck" in found["stopped"]
     assert found["before"] == found["after"]
+
+
+MOVER = '''
+from proxy import engine
+
+class ping_pong:
+    def do_balance(self, hosts, args):
+        """Moves the VM its vm property names to the other host sent."""
+        vm = engine.snapshot().vms[args["vm"]]
+        return vm.id, [h for h in hosts if h != vm.host_id]
+'''
+
+
+@pytest.mark.parametrize("cooldown", [0, 60])
+def test_simulated_passes_are_an_engine_interval_apart_and_the_cooldown_stops_ping_pong(tmp_path, cooldown):
+    (tmp_path / "ping.py").write_text(MOVER)
+    cfg = config_mod.load(None, {"plugins.folder": str(tmp_path)}).replace(
+        {"plugins.spare_workers": 1, "balancing.cooldown_minutes": cooldown})
+    snap = holding.load_file(CLUSTER)
+    a, b = list(snap.hosts)[:2]
+    vm = snap.vms_on(a)[0].id
+    result = whatif_cli.simulate(cfg, "ping_pong", snap, [a, b], {"vm": vm}, 4, interval=120)
+    rows = result["rounds"]
+    assert [r["at"] - rows[0]["at"] for r in rows] == [120.0 * i for i in range(len(rows))]
+    assert [r["candidates"] for r in rows] == [[b], [a], [b], [a]][:len(rows)]
+    if cooldown:
+        assert [(r["from"], r["to"]) for r in rows] == [(a, b)]  # no A→B→A within the cooldown
+        assert "within balancing.cooldown_minutes (60)" in result["stopped"]
+    else:
+        assert [(r["from"], r["to"]) for r in rows] == [(a, b), (b, a), (a, b), (b, a)]
+
+
+def test_the_json_rounds_carry_the_candidates():
+    code, out, _ = simulate("host_memory_balance", "--snapshot", CLUSTER, "--rounds", "2", "--json")
+    assert code == 0
+    [first, *_] = json.loads(out)["rounds"]
+    assert first["to"] in first["candidates"] and first["from"] not in first["candidates"]
