@@ -28,7 +28,8 @@ The rule, on the shared snapshot:
   once the budget is spent, and a VM is never sent back to a host it recently left.
 * Hysteresis: when CPU is the larger imbalance, a source must have been a CPU hot spot
   (above the hosts' mean CPU) in every load reading of the last cpu_hot_minutes, and the
-  readings must reach that far back; without such history the unit acts on memory only.
+  readings must reach that far back.  Until then the unit evens memory only (gain on Ic_mem),
+  with moves that do not raise max(Ic_mem, Ic_cpu).
 
 The answer's one candidate is the chosen target: the gain was computed for that host.
 """
@@ -71,6 +72,10 @@ class Loads:
 
     def after(self, vm, source_id, target_id):
         """max(Ic_mem, Ic_cpu) once `vm` moved from source to target (whatif.apply_move's accounting)."""
+        return max(self.after_each(vm, source_id, target_id))
+
+    def after_each(self, vm, source_id, target_id):
+        """(Ic_mem, Ic_cpu) once `vm` moved from source to target."""
         source, target = self.hosts[source_id], self.hosts[target_id]
         memory = vm.memory or 0
         mem = self._shift("mem", source_id, target_id,
@@ -78,7 +83,7 @@ class Loads:
         cpu = self._shift("cpu", source_id, target_id,
                           lambda c: max(0.0, c - cpu_share(vm, source) / 100),
                           lambda c: c + cpu_share(vm, target) / 100)
-        return max(mem, cpu)
+        return mem, cpu
 
     def _shift(self, kind, source_id, target_id, off, on):
         values, (n, s, q) = getattr(self, kind), self.sums[kind]
@@ -140,11 +145,27 @@ def pick_hosts(loads):
     return sources, targets
 
 
-def scored_moves(snap, loads, sources, targets, blocked):
+def gain_on_both(loads):
+    """gain(vm, source, target): hosts × (max(Ic_mem, Ic_cpu)² before − after)."""
+    n, before = len(loads.hosts), loads.imbalance()
+    return lambda vm, s, t: n * (before * before - loads.after(vm, s, t) ** 2)
+
+
+def gain_on_memory(loads):
+    """gain(vm, source, target) on Ic_mem alone, for a move that does not raise max(Ic_mem,
+    Ic_cpu) (None otherwise): what the unit does while CPU hot spots have not held."""
+    n, (ic_mem, _), before = len(loads.hosts), loads.ics(), loads.imbalance()
+
+    def gain(vm, s, t):
+        mem, cpu = loads.after_each(vm, s, t)
+        return n * (ic_mem * ic_mem - mem * mem) if max(mem, cpu) <= before else None
+    return gain
+
+
+def scored_moves(snap, loads, sources, targets, blocked, gain_of):
     """[(gain, vm, target id)] of every feasible move from `sources` to `targets` with a
-    positive gain; `blocked(vm, target_id)` is True for a move the memory of moves forbids."""
-    n = len(loads.hosts)
-    before = loads.imbalance()
+    positive gain_of(vm, source id, target id); `blocked(vm, target_id)` is True for a move
+    the memory of moves forbids."""
     moves = []
     for source_id in sources:
         for vm in snap.vms_on(source_id):
@@ -155,8 +176,8 @@ def scored_moves(snap, loads, sources, targets, blocked):
                 if (target_id == source_id or (target.max_scheduling_memory or 0) < vm.memory
                         or blocked(vm, target_id)):
                     continue
-                gain = n * (before * before - loads.after(vm, source_id, target_id) ** 2)
-                if gain > 0:
+                gain = gain_of(vm, source_id, target_id)
+                if gain is not None and gain > 0:
                     moves.append((gain, vm, target_id))
     return moves
 
@@ -203,17 +224,19 @@ def decide(snap, host_ids, minimum_gain, hot_minutes, limits, recent, history):
     loads = Loads(hosts)
     ic_mem, ic_cpu = loads.ics()
     sources, targets = pick_hosts(loads)
-    note = ""
+    blocked, floor, note = blocker(limits, recent), minimum_gain / 1000, ""
     if ic_cpu > ic_mem:
         # CPU is the larger imbalance: every move must act on CPU, so every source must hold.
         hot = sustained_hot(sources, history, snap.read_at, hot_minutes)
         held = [h for h in sources if h in hot]
-        if len(held) < len(sources):
-            note = (f"; {len(sources) - len(held)} source(s) not a CPU hot spot for {hot_minutes} min "
-                    f"of load history (cpu_hot_minutes) left out")
-        sources = held
-    moves = scored_moves(snap, loads, sources, targets, blocker(limits, recent))
-    chosen = choose_move(snap, moves, minimum_gain / 1000)
+        chosen = choose_move(snap, scored_moves(snap, loads, held, targets, blocked, gain_on_both(loads)), floor)
+        if chosen is None and len(held) < len(sources):
+            note = (f"; {len(sources) - len(held)} source(s) not a CPU hot spot for {hot_minutes} min of load "
+                    "history (cpu_hot_minutes): evening memory only, without raising the CPU imbalance")
+            chosen = choose_move(snap, scored_moves(snap, loads, sources, targets, blocked,
+                                                    gain_on_memory(loads)), floor)
+    else:
+        chosen = choose_move(snap, scored_moves(snap, loads, sources, targets, blocked, gain_on_both(loads)), floor)
     figures = f"Ic_mem {ic_mem:.4f}, Ic_cpu {ic_cpu:.4f}"
     if chosen is None:
         return None, (f"{figures}: no allowed move gains {minimum_gain / 1000:.3f} (minimum_gain "

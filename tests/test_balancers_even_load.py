@@ -87,8 +87,9 @@ def test_a_vm_never_goes_back_to_the_host_it_recently_left():
 
 
 def test_a_target_the_affinity_rules_forbid_is_never_offered():
-    moves = even_load.scored_moves(UNEVEN, even_load.Loads(list(UNEVEN.hosts.values())), ["h1"], ["h2", "h3"],
-                                   lambda v, t: False)
+    loads = even_load.Loads(list(UNEVEN.hosts.values()))
+    moves = even_load.scored_moves(UNEVEN, loads, ["h1"], ["h2", "h3"], lambda v, t: False,
+                                   even_load.gain_on_both(loads))
     chosen = even_load.choose_move(UNEVEN, moves, 0.02, allowed=lambda snap, v, t: t != "h2")
     assert chosen[2] == "h3"
     # No target allowed for any VM: nothing is chosen rather than a forbidden move.

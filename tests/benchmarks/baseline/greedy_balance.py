@@ -113,14 +113,18 @@ def best_moves(snap, host_ids):
     return [(float(np.sqrt(max(a - 1.0, 0.0))), vm, t) for a, vm, t in found], h.imbalance()
 
 
+def decide(snap, host_ids):
+    """(vm id, [target id]) of the move that most reduces the imbalance, or None."""
+    moves, now = best_moves(snap, host_ids)
+    for after, vm, target in moves:
+        if after >= now - TOLERANCE:
+            return None
+        if affinity.allowed(snap, vm, target):
+            return vm.id, [target]
+    return None
+
+
 class greedy_balance:
     def do_balance(self, hosts, args):
         """The single migration that most reduces max(Ic_mem, Ic_cpu); the benchmark's greedy reference."""
-        snap = engine.snapshot()
-        moves, now = best_moves(snap, hosts or [])
-        for after, vm, target in moves:
-            if after >= now - TOLERANCE:
-                return None
-            if affinity.allowed(snap, vm, target):
-                return vm.id, [target]
-        return None
+        return decide(engine.snapshot(), hosts or [])
