@@ -72,27 +72,39 @@ class Loads:
 
     def after(self, vm, source_id, target_id):
         """max(Ic_mem, Ic_cpu) once `vm` moved from source to target (whatif.apply_move's accounting)."""
-        return max(self.after_each(vm, source_id, target_id))
+        (_, mem, cpu), = self.after_many(vm, source_id, [target_id])
+        return max(mem, cpu)
 
-    def after_each(self, vm, source_id, target_id):
-        """(Ic_mem, Ic_cpu) once `vm` moved from source to target."""
-        source, target = self.hosts[source_id], self.hosts[target_id]
-        memory = vm.memory or 0
-        mem = self._shift("mem", source_id, target_id,
-                          lambda u: u - memory / source.memory, lambda u: u + memory / target.memory)
-        cpu = self._shift("cpu", source_id, target_id,
-                          lambda c: max(0.0, c - cpu_share(vm, source) / 100),
-                          lambda c: c + cpu_share(vm, target) / 100)
-        return mem, cpu
+    def after_many(self, vm, source_id, target_ids):
+        """[(target id, Ic_mem, Ic_cpu)] once `vm` moved from source to each target: the
+        source's terms once, then two terms per target (the unit's inner loop)."""
+        source, memory = self.hosts[source_id], vm.memory or 0
+        load = 0.0 if vm.cpu_usage is None else vm.cpu_usage * (vm.vcpus or 1) / 100
+        (nm, sm, qm), (nc, sc, qc) = self.sums["mem"], self.sums["cpu"]
+        sm, qm = _replace(sm, qm, self.mem.get(source_id), lambda u: u - memory / source.memory)
+        sc, qc = _replace(sc, qc, self.cpu.get(source_id),
+                          lambda c: max(0.0, c - (load / source.cpu_threads if source.cpu_threads else 0.0)))
+        out = []
+        for target_id in target_ids:
+            target = self.hosts[target_id]
+            u, c = self.mem.get(target_id), self.cpu.get(target_id)
+            s1, q1 = (sm, qm) if u is None else _plus(sm, qm, u, memory / target.memory)
+            s2, q2 = (sc, qc) if c is None or not target.cpu_threads else _plus(sc, qc, c, load / target.cpu_threads)
+            out.append((target_id, _ic(nm, s1, q1), _ic(nc, s2, q2)))
+        return out
 
-    def _shift(self, kind, source_id, target_id, off, on):
-        values, (n, s, q) = getattr(self, kind), self.sums[kind]
-        for host_id, change in ((source_id, off), (target_id, on)):
-            if host_id in values:
-                old = values[host_id]
-                new = change(old)
-                s, q = s - old + new, q - old * old + new * new
-        return _ic(n, s, q)
+
+def _replace(s, q, old, change):
+    """The sum and sum of squares with `old` replaced by change(old) (unchanged when unknown)."""
+    if old is None:
+        return s, q
+    new = change(old)
+    return s - old + new, q - old * old + new * new
+
+
+def _plus(s, q, old, delta):
+    new = old + delta
+    return s + delta, q - old * old + new * new
 
 
 def _sums(values):
@@ -105,13 +117,6 @@ def _ic(n, s, q):
         return 0.0
     mean = s / n
     return math.sqrt(max(0.0, q / n - mean * mean)) / mean
-
-
-def cpu_share(vm, host):
-    """Percentage points of `host`'s CPU the VM takes (whatif's accounting; unknown: 0)."""
-    if vm.cpu_usage is None or not host.cpu_threads:
-        return 0.0
-    return vm.cpu_usage * (vm.vcpus or 1) / host.cpu_threads
 
 
 def sustained_hot(host_ids, history, now, minutes):
@@ -146,37 +151,31 @@ def pick_hosts(loads):
 
 
 def gain_on_both(loads):
-    """gain(vm, source, target): hosts × (max(Ic_mem, Ic_cpu)² before − after)."""
+    """gain(Ic_mem after, Ic_cpu after): hosts × (max(Ic_mem, Ic_cpu)² before − after)."""
     n, before = len(loads.hosts), loads.imbalance()
-    return lambda vm, s, t: n * (before * before - loads.after(vm, s, t) ** 2)
+    return lambda mem, cpu: n * (before * before - max(mem, cpu) ** 2)
 
 
 def gain_on_memory(loads):
-    """gain(vm, source, target) on Ic_mem alone, for a move that does not raise max(Ic_mem,
-    Ic_cpu) (None otherwise): what the unit does while CPU hot spots have not held."""
+    """gain(Ic_mem after, Ic_cpu after) on Ic_mem alone, for a move that does not raise
+    max(Ic_mem, Ic_cpu) (None otherwise): what the unit does while CPU hot spots have not held."""
     n, (ic_mem, _), before = len(loads.hosts), loads.ics(), loads.imbalance()
-
-    def gain(vm, s, t):
-        mem, cpu = loads.after_each(vm, s, t)
-        return n * (ic_mem * ic_mem - mem * mem) if max(mem, cpu) <= before else None
-    return gain
+    return lambda mem, cpu: n * (ic_mem * ic_mem - mem * mem) if max(mem, cpu) <= before else None
 
 
 def scored_moves(snap, loads, sources, targets, blocked, gain_of):
-    """[(gain, vm, target id)] of every feasible move from `sources` to `targets` with a
-    positive gain_of(vm, source id, target id); `blocked(vm, target_id)` is True for a move
-    the memory of moves forbids."""
+    """[(gain, vm, target id)] of every feasible move from `sources` to `targets` whose
+    gain_of(Ic_mem after, Ic_cpu after) is positive; `blocked(vm, target_id)` is True for a
+    move the memory of moves forbids."""
     moves = []
     for source_id in sources:
         for vm in snap.vms_on(source_id):
             if not _common.is_up(vm) or not vm.memory:
                 continue
-            for target_id in targets:
-                target = loads.hosts[target_id]
-                if (target_id == source_id or (target.max_scheduling_memory or 0) < vm.memory
-                        or blocked(vm, target_id)):
-                    continue
-                gain = gain_of(vm, source_id, target_id)
+            fits = [t for t in targets if t != source_id and (loads.hosts[t].max_scheduling_memory or 0) >= vm.memory
+                    and not blocked(vm, t)]
+            for target_id, mem, cpu in loads.after_many(vm, source_id, fits):
+                gain = gain_of(mem, cpu)
                 if gain is not None and gain > 0:
                     moves.append((gain, vm, target_id))
     return moves
@@ -194,7 +193,8 @@ def choose_move(snap, moves, minimum_gain, allowed=affinity.allowed):
             checked[key] = allowed(snap, vm, target_id)
         return checked[key]
 
-    by_gain = sorted(moves, key=lambda m: (-m[0], m[1].id, m[2]))
+    # Under the floor a move can neither win nor set the bar: leave it out before sorting.
+    by_gain = sorted((m for m in moves if m[0] >= minimum_gain), key=lambda m: (-m[0], m[1].id, m[2]))
     best = next((m[0] for m in by_gain if ok(m[1], m[2])), None)
     if best is None or best < minimum_gain:
         return None
