@@ -20,8 +20,9 @@ The rule, on the shared snapshot:
   uneven the rest is.  Moving 5 % of a host's memory between two hosts 10 points apart, at a
   mean of 50 %, gains 0.02.  Moves below minimum_gain thousandths are not worth a migration:
   the unit stops at diminishing returns.
-* Cost-aware: among the moves within half of the best gain (they fix the same problem about
-  as well), the best gain per GiB moved wins (small, idle VMs first), and the reason says so.
+* Cost-aware: among the moves that gain at least 70 % of the best gain (they fix the same
+  problem about as well), the best gain per GiB moved wins (small, idle VMs first), and the
+  reason says so.
 * Affinity (proxy.affinity): a target that would break an enforcing rule is never offered; a
   VM with no allowed target is skipped.
 * Memory of moves (proxy.balancing): a VM in its cooldown is not moved, no move is made
@@ -43,7 +44,7 @@ DEFAULT_MINIMUM_GAIN = 20  # thousandths of hosts × Ic² (see the module docstr
 DEFAULT_HOT_MINUTES = 2  # the engine's CpuOverCommitDurationMinutes default
 SOURCES_PER_DIMENSION = 8
 TARGETS_PER_ORDER = 16
-SAME_PROBLEM = 0.5  # moves within this share of the best gain are compared per GiB
+SAME_PROBLEM = 0.7  # moves within this share of the best gain are compared per GiB
 GIB = 1024 * _common.MIB
 _SLACK_SECONDS = 1.0  # readings a round apart are not exactly a minute apart
 
@@ -246,7 +247,7 @@ def decide(snap, host_ids, minimum_gain, hot_minutes, limits, recent, history):
     return (vm.id, [target_id]), (
         f"{figures}: move {vm.name} ({vm.memory / GIB:.2f} GiB) from {source.name} to "
         f"{snap.hosts[target_id].name}, gain {gain:.3f} (best {best:.3f}): the best gain per GiB moved "
-        f"among moves within {SAME_PROBLEM:.0%} of the best gain{note}")
+        f"among moves gaining at least {SAME_PROBLEM:.0%} of the best{note}")
 
 
 class even_load:

@@ -42,8 +42,8 @@ def imbalance(snap):
 
 # host1 holds 48 of 64 GiB, host2 16, host3 20: memory is the imbalance (Ic_mem 0.508, CPU
 # even).  Gains, 3 × (Ic² before − after): vm3 (16 GiB) to host2 0.653, the best; vm2 (8 GiB)
-# to host2 0.490, within half of it and twice the gain per GiB (0.061 vs 0.041); vm1 (1 GiB)
-# to host2 0.079 is the best per GiB but under half of the best: not the same fix.
+# to host2 0.490, 75 % of it (at least 70 %: the same fix) and more gain per GiB (0.061 vs
+# 0.041); vm1 (1 GiB) to host2 0.079 is the best per GiB but far under: not the same fix.
 UNEVEN = snapshot([host(1, 48), host(2, 16), host(3, 20)],
                   [vm(1, "h1", 1), vm(2, "h1", 8), vm(3, "h1", 16), vm(4, "h2", 2)])
 
