@@ -122,7 +122,7 @@ def _ic(n, s, q):
 
 def sustained_hot(host_ids, history, now, minutes):
     """The hosts above the mean CPU in every reading of the last `minutes`, the readings
-    reaching back that far (the current snapshot is checked by the caller)."""
+    reaching back that far; all of them for 0 minutes (the current snapshot is the caller's)."""
     if minutes <= 0:
         return set(host_ids)
     since = now - minutes * 60
@@ -229,11 +229,12 @@ def decide(snap, host_ids, minimum_gain, hot_minutes, limits, recent, history):
     if ic_cpu > ic_mem:
         # CPU is the larger imbalance: every move must act on CPU, so every source must hold.
         hot = sustained_hot(sources, history, snap.read_at, hot_minutes)
-        held = [h for h in sources if h in hot]
+        n, total, _ = loads.sums["cpu"]
+        held = [h for h in sources if h in hot and loads.cpu.get(h, 0.0) > total / n]
         chosen = choose_move(snap, scored_moves(snap, loads, held, targets, blocked, gain_on_both(loads)), floor)
         if chosen is None and len(held) < len(sources):
-            note = (f"; {len(sources) - len(held)} source(s) not a CPU hot spot for {hot_minutes} min of load "
-                    "history (cpu_hot_minutes): evening memory only, without raising the CPU imbalance")
+            note = (f"; {len(sources) - len(held)} source(s) not above the mean CPU now and through {hot_minutes} "
+                    "min of load history (cpu_hot_minutes): evening memory only, without raising the CPU imbalance")
             chosen = choose_move(snap, scored_moves(snap, loads, sources, targets, blocked,
                                                     gain_on_memory(loads)), floor)
     else:
