@@ -15,7 +15,7 @@ BINDIR      ?= /usr/local/bin
 INSTALL_SH  := PYTHON="$(PYTHON)" DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" CONFDIR="$(CONFDIR)" \
                UNITDIR="$(UNITDIR)" SYSUSERSDIR="$(SYSUSERSDIR)" BINDIR="$(BINDIR)" config/install.sh
 
-.PHONY: run test bench list config clean prereqs install uninstall
+.PHONY: run test bench bench-quality list config clean prereqs install uninstall
 
 $(STAMP): setup.cfg pyproject.toml
 	@$(INSTALL_SH) prereqs
@@ -35,13 +35,19 @@ test: $(STAMP)
 
 ## make bench: latency/throughput against the cold-start baseline, the memory balancer
 ## against the seed's request pattern, and the shared engine snapshot against each unit
-## reading the engine, and the journal's cost, `simulate UNIT` and `replay` at scale
-## (about 12 minutes in all).
+## reading the engine, the journal's cost, `simulate UNIT` and `replay` at scale, and the
+## balancers' quality (about 17 minutes in all).
 bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.bench_proxy
 	$(BIN)/python -m tests.benchmarks.bench_memory_balance
 	$(BIN)/python -m tests.benchmarks.bench_snapshot
 	$(BIN)/python -m tests.benchmarks.bench_whatif
+	$(BIN)/python -m tests.benchmarks.bench_quality
+
+## make bench-quality: each shipped balancer and a greedy reference on seeded clusters of 20
+## to 1,000 hosts; prints the table and the goals (MET / MISSED), writes docs/QUALITY.md.
+bench-quality: $(STAMP)
+	$(BIN)/python -m tests.benchmarks.bench_quality
 
 list: $(STAMP)
 	$(BIN)/ovirt-scheduler-proxy list

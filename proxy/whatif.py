@@ -7,9 +7,11 @@ The engine-application rule (docs/ENGINE_PROTOCOL.md §4): the answer's candidat
 a whitelist; the engine's own scheduler picks the destination among the Up hosts of the
 cluster on it (an empty list: every Up host of the cluster).  Its filters and weights are
 not in a snapshot, so `pick_target` stands in for them: of the candidates the VM fits on
-(its memory at most the host's max scheduling memory, the engine's memory filter), the one
-with the most free memory after the move; ties go to the candidate listed first.  If that
-is the VM's own host, the engine migrates nothing (`BalanceVm` does nothing).
+(its memory at most the host's max scheduling memory, the engine's memory filter) and may go
+to without breaking an enforcing affinity rule (the engine drops such hosts before it picks:
+proxy.affinity.allowed), the one with the most free memory after the move; ties go to the
+candidate listed first.  If that is the VM's own host, or no candidate is left, the engine
+migrates nothing (`BalanceVm` does nothing).
 
 The move (`apply_move`): the VM's memory leaves the source's used memory and joins the
 target's (free and max scheduling memory both); CPU moves as the VM's cpu_usage × vcpus /
@@ -20,6 +22,7 @@ with its own thread count.
 import dataclasses
 import statistics
 
+from . import affinity
 from .state import MIB
 
 GIB = 1024 * MIB
@@ -41,6 +44,8 @@ def pick_target(snap, vm, candidates, cluster_id=None):
         h = eligible[host_id]
         if host_id != vm.host_id and (h.max_scheduling_memory or 0) < (vm.memory or 0):
             continue  # the engine's memory filter: it would not schedule the VM there
+        if host_id != vm.host_id and not affinity.allowed(snap, vm, host_id):
+            continue  # an enforcing affinity rule: the engine drops the host before picking
         free = (h.free_memory or 0) - (0 if host_id == vm.host_id else (vm.memory or 0))
         if best_free is None or free > best_free:
             best, best_free = host_id, free

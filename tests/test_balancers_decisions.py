@@ -34,7 +34,7 @@ ENGINE_SYNTAX = re.compile(r"(?:[a-z_A-Z0-9]+=[^;]*(?:;[a-z_A-Z0-9]+=[^;]*)*;?)?
 
 EXPECTED_UNITS = {
     ("balance", "host_memory_balance"), ("balance", "vm_balance"),
-    ("balance", "cpu_memory_even_distribution"), ("filter", "max_vms"),
+    ("balance", "cpu_memory_even_distribution"), ("balance", "even_load"), ("filter", "max_vms"),
     ("score", "even_vm_distribution"), ("score", "ksm_same_os_score"),
 }
 
@@ -72,6 +72,7 @@ def test_the_parameter_maps_the_engine_knows_stay_as_they_were():
                                          "CpuOverCommitDurationMinutes=^([1-9][0-9]*)$;"
                                          "MaxFreeMemoryForOverUtilized=^([1-9][0-9]*)$;"
                                          "MinFreeMemoryForUnderUtilized=^([1-9][0-9]*)$",
+        "even_load": "minimum_gain=[0-9]*;cpu_hot_minutes=[0-9]*",
         "even_vm_distribution": "",
         "ksm_same_os_score": "",
     }

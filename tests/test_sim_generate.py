@@ -68,3 +68,29 @@ def test_generated_groups_mix_kinds_and_strengths():
     assert len(kinds) == 8  # VM-to-VM and VM-to-host, positive and negative, hard and soft
     assert all(2 <= len(g["vms"]) <= 4 for g in groups if g["vms_rule"]["enabled"])
 
+
+
+def test_hot_hosts_are_cpu_hot_spots_with_busy_vms_and_change_nothing_else():
+    plain = generate_snapshot(30, 600, seed=5, pressure_hosts=2)
+    made = generate_snapshot(30, 600, seed=5, pressure_hosts=2, hot_hosts=4)
+    assert validate_snapshot(made) == made
+    hot = [h for h in made["hosts"] if h["cpu_load"] >= 85]
+    assert len(hot) == 4 and all(h["status"] == "up" for h in hot)
+    for h in hot:
+        theirs = [v for v in made["vms"] if v["host"] == h["id"]]
+        assert theirs and all(60 <= v["cpu_usage"] <= 100 for v in theirs)
+    # Only CPU figures of the hot hosts and their VMs differ from the plain cluster.
+    hot_ids = {h["id"] for h in hot}
+    assert [{**h, "cpu_load": 0} for h in made["hosts"]] == [{**h, "cpu_load": 0} for h in plain["hosts"]]
+    assert ([v for v in made["vms"] if v["host"] not in hot_ids]
+            == [v for v in plain["vms"] if v["host"] not in hot_ids])
+
+
+def test_skewed_sizes_give_more_small_and_some_very_large_vms():
+    plain = generate_snapshot(40, 2000, seed=2)
+    skewed = generate_snapshot(40, 2000, seed=2, skewed_sizes=True)
+    assert validate_snapshot(skewed) == skewed
+    def share(doc, size):
+        return sum(v["memory_mb"] == size for v in doc["vms"]) / len(doc["vms"])
+    assert share(skewed, 1024) > 2 * share(plain, 1024)
+    assert share(skewed, 65536) > 0 == share(plain, 65536)

@@ -12,11 +12,15 @@ from ..snapshot import validate_snapshot
 _HOST_MEMORY_MB = (131072, 262144, 393216, 524288, 786432)
 _HOST_CORES = (16, 24, 32, 48, 64)
 _VM_MEMORY_MB = ((1024, 10), (2048, 25), (4096, 30), (8192, 20), (16384, 10), (32768, 5))
+# skewed_sizes: mostly small VMs and a few very large ones (same number of draws per VM as
+# the default table, so the rest of the snapshot is drawn the same way).
+_SKEWED_VM_MEMORY_MB = ((1024, 40), (2048, 25), (4096, 12), (8192, 8), (16384, 6), (32768, 5), (65536, 4))
 _OS_TYPES = ("rhel_9x64", "rhel_8x64", "windows_2019x64", "ubuntu_22_04", "other_linux")
 _HOST_RESERVED_MB = 4096  # memory the host itself uses (VDSM, the kernel...)
 
 
-def generate_snapshot(hosts, vms, *, seed=0, clusters=1, pressure_hosts=1, affinity_groups=0):
+def generate_snapshot(hosts, vms, *, seed=0, clusters=1, pressure_hosts=1, affinity_groups=0,
+                      hot_hosts=0, skewed_sizes=False):
     """A valid snapshot of `hosts` hosts and `vms` VMs, the same for the same arguments.
 
     `pressure_hosts` hosts (up, at least three VMs each when there are enough) have less
@@ -24,23 +28,28 @@ def generate_snapshot(hosts, vms, *, seed=0, clusters=1, pressure_hosts=1, affin
     10 % of its memory free.  About 8 % of the VMs are down, and so are VMs that fit nowhere.
     `affinity_groups` groups of a few running VMs each (VM-to-VM positive or negative, or
     VM-to-host), enforcing or not, are all satisfied by the placement: none is broken.
+    `hot_hosts` up hosts running VMs are CPU hot spots: 85-98 % CPU, their VMs busy (60-100 %).
+    `skewed_sizes` draws VM memory from a table with more 1 GiB VMs and some of 64 GiB.
+    The defaults (0, False) give exactly the snapshots of before these arguments existed.
     """
     if (hosts < 1 or vms < 0 or clusters < 1 or not 0 <= pressure_hosts <= hosts
-            or affinity_groups < 0):
-        raise ValueError("need hosts >= 1, vms >= 0, clusters >= 1, 0 <= pressure_hosts <= hosts "
-                         "and affinity_groups >= 0")
+            or affinity_groups < 0 or not 0 <= hot_hosts <= hosts):
+        raise ValueError("need hosts >= 1, vms >= 0, clusters >= 1, 0 <= pressure_hosts <= hosts, "
+                         "0 <= hot_hosts <= hosts and affinity_groups >= 0")
     rng = random.Random(seed)
     cluster_list = [{"id": _new_id(rng), "name": "Default" if i == 0 else f"cluster{i + 1}"}
                     for i in range(clusters)]
     pressured = set(rng.sample(range(hosts), pressure_hosts))
     host_list, room = _make_hosts(rng, hosts, cluster_list, pressured)
-    vm_list, committed = _make_vms(rng, vms, host_list, room, pressured, cluster_list)
+    table = _SKEWED_VM_MEMORY_MB if skewed_sizes else _VM_MEMORY_MB
+    vm_list, committed = _make_vms(rng, vms, host_list, room, pressured, cluster_list, table)
     for i, h in enumerate(host_list):
         spare = h["memory_mb"] - _HOST_RESERVED_MB - committed[i]
         h["max_scheduling_memory_mb"] = max(0, spare)
         h["free_memory_mb"] = rng.randint(64, 480) if i in pressured else spare
     # Drawn last, so snapshots without groups are what they were before groups existed.
     groups = _make_groups(rng, affinity_groups, host_list, vm_list)
+    _make_hot(rng, hot_hosts, host_list, vm_list)
     return validate_snapshot({"clusters": cluster_list, "hosts": host_list, "vms": vm_list,
                               "affinity_groups": groups})
 
@@ -68,11 +77,11 @@ def _make_hosts(rng, count, cluster_list, pressured):
     return host_list, room
 
 
-def _make_vms(rng, count, host_list, room, pressured, cluster_list):
+def _make_vms(rng, count, host_list, room, pressured, cluster_list, table=_VM_MEMORY_MB):
     """The VMs, each up on a host with room or else down, and the memory committed per host."""
     up_hosts = [i for i, h in enumerate(host_list) if h["status"] == "up"]
     committed = [0] * len(host_list)
-    sizes, weights = zip(*_VM_MEMORY_MB)
+    sizes, weights = zip(*table)
     # The first VMs go to the pressured hosts, so each has something to move away.
     forced = [i for i in sorted(pressured) for _ in range(3)]
     vm_list = []
@@ -94,6 +103,20 @@ def _make_vms(rng, count, host_list, room, pressured, cluster_list):
         vm_list.append(vm)
     return vm_list, committed
 
+
+def _make_hot(rng, count, host_list, vm_list):
+    """`count` CPU hot spots among the up hosts running VMs (fewer if fewer run any)."""
+    if not count:
+        return
+    running = {}
+    for v in vm_list:
+        if v["host"]:
+            running.setdefault(v["host"], []).append(v)
+    busy = [h for h in host_list if h["status"] == "up" and h["id"] in running]
+    for h in rng.sample(busy, min(count, len(busy))):
+        h["cpu_load"] = round(rng.uniform(85, 98), 1)
+        for v in running[h["id"]]:
+            v["cpu_usage"] = round(rng.uniform(60, 100), 1)
 
 
 _OFF = {"enabled": False, "positive": False, "enforcing": False}
