@@ -22,6 +22,7 @@ import sys
 import time
 
 from . import engine, holding, logs, messages, registry, wire, worker
+from .spares import Spares
 
 log = logging.getLogger("proxy.forkserver")
 
@@ -29,12 +30,9 @@ PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 WORKER_FAILED = 70  # EX_SOFTWARE: a worker failed outside the unit's code (logged)
 KILL_GRACE = 0.2  # seconds between SIGTERM and SIGKILL for a timed-out unit
-# A replacement fork costs ~2 ms of CPU; on 2 cores, forking while a call runs slows that
-# call.  So while a spare is still idle, wait for a moment with no call running, but no
-# longer than this (docs/EXECUTION.md §3.4: deferring saved ~1.5 ms a call).
-REPLACE_DEFER_MAX = 0.05
 
 _libc = ctypes.CDLL(None, use_errno=True)
+
 
 
 def describe_status(status):
@@ -170,7 +168,7 @@ class ForkServer:
         self.version = 0  # of the snapshot held for the workers; 0: none
         self.read = None  # the refresh in progress: a holding.Read
         self.workers = {}  # pid -> kill deadline (None while it is not being killed)
-        self.idle = 0  # forked workers the server has not taken yet
+        self.spare = Spares()
         self.pending = 0  # replacement forks asked for
         self.fork_at = None
         self.classes = {}
@@ -223,10 +221,9 @@ class ForkServer:
         if isinstance(msg, messages.Refresh):
             self._start_read(msg)
         elif isinstance(msg, messages.Spawn):
-            self.idle = max(0, self.idle - msg.count)
+            self.spare.taken(msg.count)
             self.pending += msg.count
-            delay = 0 if self.idle == 0 else REPLACE_DEFER_MAX
-            self.fork_at = min(self.fork_at or float("inf"), time.monotonic() + delay)
+            self.fork_at = min(self.fork_at or float("inf"), time.monotonic() + self.spare.replace_delay())
         else:
             self._kill(msg.pid)
         return True
@@ -251,7 +248,7 @@ class ForkServer:
                 os._exit(code)
         theirs.close()
         self.workers[pid] = None
-        self.idle += 1
+        self.spare.forked()
         self._tell(messages.WorkerReady(pid, self.version), [ours.fileno()])
         ours.close()  # if the server is gone, this makes the worker exit
 
@@ -290,7 +287,7 @@ class ForkServer:
                 self.workers[pid] = float("inf")
         if not running:
             self.pending = 0
-        quiet = len(self.workers) <= self.idle  # every live worker is an idle spare: no call running
+        quiet = self.spare.all_idle(len(self.workers))
         while self.pending and self.fork_at is not None and (self.fork_at <= now or quiet):
             self.pending -= 1
             self._fork_worker()
@@ -339,7 +336,7 @@ class ForkServer:
         if self.read is not None and pid == self.read.pid:
             self._finish_read(how)
             return
-        self.idle = min(self.idle, len(self.workers))  # the server may drop a stale spare
+        self.spare.at_most(len(self.workers))
         kill_at = self.workers.pop(pid, "not ours")
         if kill_at == "not ours":
             log.info("process %d (left behind by a unit, reparented here) %s", pid, how)
