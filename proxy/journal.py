@@ -126,6 +126,8 @@ class Journal:
         entries at stop)."""
         deadline = time.monotonic() + timeout
         with self._flush_lock:
+            if self._acks is None:
+                return False  # closed
             self._flush_wanted += 1
             wanted = self._flush_wanted
             self._wake.set()  # write now, without waiting out GATHER
@@ -148,7 +150,9 @@ class Journal:
         self.thread.join(timeout)
         _stop_writer(self.proc, STOP_WAIT)
         self.thread.join(STOP_WAIT)  # a feeder blocked on a stopped writer's pipe sees it broken now
-        os.close(self._acks)
+        with self._flush_lock:
+            os.close(self._acks)
+            self._acks = None
         if self.dropped:
             log.warning("journal: %d entries were dropped in this run", self.dropped)
         for f in self.spool.glob("*"):

@@ -4,7 +4,14 @@ Each call of the decision journal (proxy/journal.py) runs again, through the rea
 path, on the engine state it was recorded with, with the units in DIR; the calls whose answer
 changed are shown, old and new, with a count of same / changed / failed.  A call is `failed`
 when it cannot run again (no recorded state, a fault) or its new answer has unit errors.
-Calls are grouped by the state they ran on, so the fork server takes each state once.
+Calls run in recorded order, those on one state together (the fork server holds one state
+at a time, and takes each state once unless two proxy runs' calls interleave in the journal).
+
+Where the time goes (bench_whatif, 10,000 calls on 200 hosts): ~9-11 ms of CPU a call in the
+fork server and its workers (the fork, copy-on-write faults, the unit, the exit), ~2.3 ms
+here (the journal's JSON, the answers' checks, sockets).  On two cores that is ~60 s at best;
+what is here was cut from ~3.2 ms, and the journal, once read whole before the first call
+(1.3 GB for 10,000 calls), is read as the calls run.
 """
 
 import collections
