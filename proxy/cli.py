@@ -239,7 +239,8 @@ def _journal(cfg, snapshot_file):
                         "they will not run", ", ".join(shadowed))
         return None
     try:
-        journal = journal_mod.Journal(path, cfg.journal.max_days, cfg.journal.max_mb)
+        journal = journal_mod.Journal(path, cfg.journal.max_days, cfg.journal.max_mb,
+                                      log_settings=[cfg.log.level, str(cfg.log.file or ""), cfg.log.format])
     except (OSError, sqlite3.Error) as e:
         raise ConfigError(f"journal.path: cannot open the journal {path}: {e}; make its folder writable "
                           "by the proxy's user, or set journal.path (\"\" turns the journal off)") from None

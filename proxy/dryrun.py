@@ -108,11 +108,13 @@ def run(args):
     else:
         if not cfg.engine.url:
             raise ConfigError("engine.url is empty: --engine needs [engine] in --config FILE")
-        snap, snapshot_file = None, ""
+        # Read here too, for the default hosts and the names the text shows; the unit
+        # decides on the fork server's own read, as under `serve`.
+        snap, snapshot_file = _engine_state(cfg), ""
     if args.hosts:
         hosts = [h.strip() for h in args.hosts.split(",") if h.strip()]
     else:
-        hosts = default_hosts(snap or _engine_state(cfg), args.cluster, notes.append)
+        hosts = default_hosts(snap, args.cluster, notes.append)
     answer, record = decide(cfg, args.unit, hosts, properties(args.prop), snapshot_file)
     return report(answer, record, hosts, notes, args.json, snap)
 

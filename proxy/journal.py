@@ -6,48 +6,49 @@ got, the snapshot version it ran on), and the snapshots those calls ran on, once
 as the zlib-compressed JSON document of proxy/snapshot.py: a recorded call can be re-run on
 exactly the state it saw (`ovirt-scheduler-proxy explain`, `balance --snapshot`).
 
-A call never waits on the disk: `record()` puts the entry on a bounded queue and one writer
-thread writes it.  If the writer falls behind (a slow disk), entries are dropped and counted,
-and the count is logged; the engine's calls go on at full speed.  The file is bounded by age
-(journal.max_days) and size (journal.max_mb): the oldest calls go first.
+A call never waits on the disk, nor on encoding: `record()` appends the entry to a bounded
+deque, a feeder thread marshals what gathered (every GATHER seconds) onto a pipe, and a
+writer process (proxy/journal_writer.py) encodes, compresses and stores it, outside the
+server's interpreter lock.  If the writer falls behind (a slow disk), the pipe fills, the
+deque fills, and entries are dropped and counted, and the count is logged; the engine's calls
+go on at full speed.  The file is bounded by age (journal.max_days) and size
+(journal.max_mb): the oldest calls go first.
 
 Snapshots the fork server reads (proxy/holding.py) reach the writer through a spool folder
 (SPOOL_ENV names it in the fork server's environment): one `<version>.json.z` file each,
 taken into the database with the first call that ran on it.
 """
 
+import collections
+import fcntl
 import json
 import logging
+import marshal
 import os
-import queue
+import select
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import uuid
 import zlib
 from pathlib import Path
 
+from . import journal_writer
+from .journal_writer import pack
+
 log = logging.getLogger("proxy.journal")
 
 SPOOL_ENV = "OVIRT_SCHEDULER_PROXY_SNAPSHOT_SPOOL"
-QUEUE_SIZE = 2000  # entries waiting for the writer; beyond, new entries are dropped
-BATCH = 200  # entries written in one transaction
-# The writer gathers entries for this long before a transaction: the writing (JSON, zlib,
-# sqlite) shares the server's interpreter lock with the calls, so fewer, larger
-# transactions take less from them (journal on vs off: bench_whatif).
+QUEUE_SIZE = 2000  # entries waiting for the pipe; beyond, new entries are dropped
+PIPE_BYTES = 1 << 20  # the pipe to the writer holds this much more (Linux's default limit for a user)
+# The feeder marshals what gathered this often: one pipe write per GATHER, not one per call.
 GATHER = 0.2
-PRUNE_EVERY = 30.0  # seconds between two age/size checks
+PRUNE_EVERY = 30.0  # seconds between two age/size checks (in the writer)
 DROP_LOG_EVERY = 60.0  # seconds between two "entries dropped" log lines
-_STOP = object()
-_NUDGE = object()  # flush(): end the gathering now
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS calls (id TEXT PRIMARY KEY, time REAL NOT NULL, run TEXT NOT NULL,
-    version INTEGER NOT NULL, method TEXT NOT NULL, units TEXT NOT NULL, doc BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS calls_time ON calls (time);
-CREATE TABLE IF NOT EXISTS snapshots (run TEXT NOT NULL, version INTEGER NOT NULL, time REAL NOT NULL,
-    doc BLOB NOT NULL, PRIMARY KEY (run, version));
-"""
+STOP_WAIT = 2.0  # seconds the writer gets after its pipe closes, then after SIGTERM
+_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 
 
 def state_directory():
@@ -67,10 +68,6 @@ def resolve(path):
     return path if path.is_absolute() else state_directory() / path
 
 
-def pack(value):
-    return zlib.compress(json.dumps(value, separators=(",", ":")).encode(), 1)
-
-
 def unpack(blob):
     return json.loads(zlib.decompress(blob))
 
@@ -85,148 +82,165 @@ def make_entry(rid, started, client, method, record, answer, seconds, run):
 
 
 class Journal:
-    """The writing side; `record()` is safe from any thread and never blocks."""
+    """The server's side: `record()` is safe from any thread, never blocks and never encodes;
+    a feeder thread marshals what was recorded onto the writer process's pipe
+    (proxy/journal_writer.py), which stores it."""
 
-    def __init__(self, path, max_days, max_mb, *, queue_size=QUEUE_SIZE, write=None, clock=time.time):
+    def __init__(self, path, max_days, max_mb, *, queue_size=QUEUE_SIZE, prune_every=PRUNE_EVERY,
+                 log_settings=None, pipe_bytes=PIPE_BYTES):
         self.path = Path(path)
-        self.max_age, self.max_bytes = max_days * 86400.0, int(max_mb * 1024 * 1024)
-        self.clock = clock
         self.run = uuid.uuid4().hex[:12]  # versions restart with each proxy run: (run, version) is unique
         self.spool = Path(f"{self.path}.spool") / self.run
-        self.queue = queue.Queue(queue_size)
-        self.dropped = 0
-        self._taken = set()  # snapshot versions already moved into the database
-        self._dropped_logged, self._last_drop_log, self._last_prune = 0, 0.0, 0.0
+        self.queue_size, self.dropped = queue_size, 0
+        self._pending = collections.deque()  # entries recorded, not yet on the pipe
+        self._wake, self._closing = threading.Event(), False
+        self._flush_lock, self._flush_wanted, self._acked = threading.Lock(), 0, 0
+        self._last_drop_log, self._flush_sent = 0.0, 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.spool.mkdir(parents=True, exist_ok=True)
-        self.db = self._open()  # here, so a bad path is an error at start, not in the thread
-        self.write = write or self._write
-        self.thread = threading.Thread(target=self._loop, name="journal", daemon=True)
+        journal_writer.open_db(self.path).close()  # here, so a bad path is an error at start
+        settings = {"path": str(self.path), "run": self.run, "spool": str(self.spool),
+                    "max_age": max_days * 86400.0, "max_bytes": int(max_mb * 1024 * 1024),
+                    "prune_every": prune_every, "log": log_settings}
+        self.proc, self._pipe, self._acks = _start_writer(settings, pipe_bytes)
+        self.thread = threading.Thread(target=self._feed, name="journal", daemon=True)
         self.thread.start()
 
-    def _open(self):
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only takes effect on a new file
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")  # WAL: a crash loses at most the last entries
-        db.executescript(SCHEMA)
-        return db
-
     def record(self, entry):
-        """Queue an entry for the writer; drop (and count) it when the queue is full."""
-        try:
-            self.queue.put_nowait(entry)
-        except queue.Full:
-            self.dropped += 1
-            now = time.monotonic()
-            if now - self._last_drop_log >= DROP_LOG_EVERY:
-                self._last_drop_log = now
-                log.warning("journal: the writer is behind (a slow disk?); %d entries dropped so far",
-                            self.dropped)
+        """Leave an entry for the writer; drop (and count) it when too many wait."""
+        if len(self._pending) < self.queue_size and self._pipe is not None:
+            self._pending.append(entry)
+            return
+        self.dropped += 1
+        now = time.monotonic()
+        if now - self._last_drop_log >= DROP_LOG_EVERY:
+            self._last_drop_log = now
+            log.warning("journal: the writer is behind (a slow disk?); %d entries dropped so far", self.dropped)
 
     def spool_document(self, version, doc):
         """Hand the writer the snapshot document of `version` (serve --snapshot does it at start)."""
         write_spool(self.spool, version, doc)
 
     def flush(self, timeout=10.0):
-        """True once every queued entry is written (tests, and the last entries at stop)."""
+        """True once every entry recorded before the call is stored (tests, and the last
+        entries at stop)."""
         deadline = time.monotonic() + timeout
-        try:
-            self.queue.put_nowait(_NUDGE)  # write now, without waiting out GATHER
-        except queue.Full:
-            pass
-        while self.queue.unfinished_tasks:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-        return True
+        with self._flush_lock:
+            if self._acks is None:
+                return False  # closed
+            self._flush_wanted += 1
+            wanted = self._flush_wanted
+            self._wake.set()  # write now, without waiting out GATHER
+            while self._acked < wanted:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not select.select([self._acks], [], [], remaining)[0]:
+                    return False
+                data = os.read(self._acks, 4096)
+                if not data:
+                    return False  # the writer is gone
+                self._acked = journal_writer.TOKEN.unpack(data[-journal_writer.TOKEN.size:])[0]
+            return True
 
     def close(self, timeout=10.0):
+        """Write what is recorded, then stop the writer: its pipe closed, a bounded wait,
+        SIGTERM, a bounded wait, SIGKILL, always reaped and its exit logged."""
         self.flush(timeout)
-        self.queue.put(_STOP)
+        self._closing = True
+        self._wake.set()
         self.thread.join(timeout)
+        _stop_writer(self.proc, STOP_WAIT)
+        self.thread.join(STOP_WAIT)  # a feeder blocked on a stopped writer's pipe sees it broken now
+        with self._flush_lock:
+            os.close(self._acks)
+            self._acks = None
         if self.dropped:
             log.warning("journal: %d entries were dropped in this run", self.dropped)
         for f in self.spool.glob("*"):
             f.unlink(missing_ok=True)
         self.spool.rmdir()
 
-    def _loop(self):
+    def _feed(self):
         while True:
-            batch = [self.queue.get()]
-            until = time.monotonic() + GATHER
-            while len(batch) < BATCH and batch[-1] not in (_STOP, _NUDGE):
-                try:
-                    batch.append(self.queue.get(timeout=max(0.0, until - time.monotonic())))
-                except queue.Empty:
-                    break
-            stop = _STOP in batch
-            entries = [e for e in batch if e is not _STOP and e is not _NUDGE]
+            self._wake.wait(GATHER)
+            self._wake.clear()
+            closing, token = self._closing, self._flush_wanted  # read before taking the entries
+            entries = []
+            while self._pending:
+                entries.append(self._pending.popleft())
             try:
                 if entries:
-                    self.write(entries)
-                if self.clock() - self._last_prune >= PRUNE_EVERY:
-                    self.prune()
-            except Exception:  # the journal must never take the proxy down
-                log.exception("journal: writing %d entries failed", len(entries))
-            finally:
-                for _ in batch:
-                    self.queue.task_done()
-            if stop:
-                self.db.close()
+                    self._send(b"E", _marshal(entries))
+                if token > self._flush_sent:
+                    self._send(b"F", journal_writer.TOKEN.pack(token))
+                    self._flush_sent = token
+            except OSError as e:
+                self._writer_gone(e, len(entries))
+                return
+            if closing:
+                os.close(self._pipe)
+                self._pipe = None
                 return
 
-    def _write(self, entries):
-        with self.db:
-            self.db.execute("BEGIN")
-            for e in entries:
-                self.db.execute("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                (e["id"], e["time"], e["run"], e["version"], e["method"],
-                                 "," + ",".join(e["units"]) + ",", pack(e)))
-            for version in sorted({e["version"] for e in entries if e["version"]}):
-                self._take_snapshot(version)
+    def _send(self, kind, payload):
+        data = memoryview(journal_writer.frame(kind, payload))
+        while data:
+            data = data[os.write(self._pipe, data):]
 
-    def _take_snapshot(self, version):
-        """Move the spooled document of `version` into the database, once; older spooled
-        versions no call ran on are dropped."""
-        if version in self._taken:
-            return
-        self._taken.add(version)
-        have = self.db.execute("SELECT 1 FROM snapshots WHERE run=? AND version=?",
-                               (self.run, version)).fetchone()
-        spooled = self.spool / f"{version}.json.z"
-        if not have and spooled.exists():
-            self.db.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?)",
-                            (self.run, version, self.clock(), spooled.read_bytes()))
-        for f in self.spool.glob("*.json.z"):
-            if int(f.name.split(".")[0]) <= version:
-                f.unlink(missing_ok=True)
+    def _writer_gone(self, error, lost):
+        """The writer died (or was stopped): what is recorded from now on is dropped."""
+        self.dropped += lost + len(self._pending)
+        self._pending.clear()
+        if not self._closing:
+            code = self.proc.poll()
+            log.error("journal: the writer process %d is gone (%s; exit code %s): calls are no longer "
+                      "journaled; restart the proxy, and see the log above for why it ended",
+                      self.proc.pid, error, code)
+        os.close(self._pipe)
+        self._pipe = None
 
-    def prune(self):
-        """Drop calls older than max_days, then the oldest until the file is under max_mb,
-        then the snapshots no call ran on any more."""
-        self._last_prune = self.clock()
-        db = self.db
-        db.execute("DELETE FROM calls WHERE time < ?", (self.clock() - self.max_age,))
-        while self._used_bytes() > self.max_bytes:
-            count = db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
-            if not count:
-                break
-            db.execute("DELETE FROM calls WHERE id IN (SELECT id FROM calls ORDER BY time LIMIT ?)",
-                       (max(1, count // 10),))
-            self._drop_orphans()
-        self._drop_orphans()
-        db.execute("PRAGMA incremental_vacuum")
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
-    def _drop_orphans(self):
-        self.db.execute("DELETE FROM snapshots WHERE NOT EXISTS (SELECT 1 FROM calls c WHERE "
-                        "c.run = snapshots.run AND c.version = snapshots.version)")
+def _marshal(entries):
+    """The entries as one marshal payload (C, microseconds); an entry marshal cannot carry
+    (a unit's answer of an unexpected type) travels as its JSON text's value instead."""
+    try:
+        return marshal.dumps(entries)
+    except ValueError:
+        return marshal.dumps([json.loads(json.dumps(e, default=str)) for e in entries])
 
-    def _used_bytes(self):
-        pages = self.db.execute("PRAGMA page_count").fetchone()[0]
-        free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
-        return (pages - free) * self.db.execute("PRAGMA page_size").fetchone()[0]
+
+def _start_writer(settings, pipe_bytes):
+    """(the writer process, the write end of its pipe, the read end of its flush answers)."""
+    data_r, data_w = os.pipe()
+    ack_r, ack_w = os.pipe()
+    try:
+        fcntl.fcntl(data_w, fcntl.F_SETPIPE_SZ, pipe_bytes)
+    except OSError:
+        pass  # above /proc/sys/fs/pipe-max-size: the default 64 KiB holds fewer entries, no more
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (_PACKAGE_PARENT, os.environ.get("PYTHONPATH")) if p))
+    # Its own session: Ctrl-C in a terminal reaches the server, which stops the writer in order.
+    proc = subprocess.Popen([sys.executable, "-m", "proxy.journal_writer", str(ack_w)], stdin=data_r,
+                            pass_fds=[ack_w], env=env, start_new_session=True)
+    os.close(data_r)
+    os.close(ack_w)
+    os.write(data_w, journal_writer.frame(b"C", json.dumps(settings).encode()))
+    log.info("journal: writer process %d started", proc.pid)
+    return proc, data_w, ack_r
+
+
+def _stop_writer(proc, wait):
+    for step, name in ((None, ""), ("terminate", "SIGTERM"), ("kill", "SIGKILL")):
+        if step:
+            log.warning("journal: the writer process %d did not stop in %.1f s; sending %s", proc.pid,
+                        wait, name)
+            getattr(proc, step)()
+        try:
+            proc.wait(wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    code = proc.wait()
+    (log.info if code == 0 else log.warning)("journal: writer process %d exited with code %d", proc.pid, code)
 
 
 def write_spool(folder, version, doc):
@@ -256,6 +270,19 @@ class Reader:
             sql, args = sql + " AND method = ?", args + [method]
         rows = self.db.execute(sql + " ORDER BY time DESC LIMIT ?", args + [limit])
         return [unpack(doc) for (doc,) in rows]
+
+    def calls(self, since=None, unit=None, methods=None):
+        """The calls, oldest first, each decoded only when the caller takes it (replay reads
+        a journal of any size this way)."""
+        sql, args = "SELECT doc FROM calls WHERE 1=1", []
+        if since is not None:
+            sql, args = sql + " AND time >= ?", args + [since]
+        if unit:
+            sql, args = sql + " AND units LIKE ?", args + [f"%,{unit},%"]
+        if methods:
+            sql, args = sql + f" AND method IN ({','.join('?' * len(methods))})", args + list(methods)
+        for (doc,) in self.db.execute(sql + " ORDER BY time", args):
+            yield unpack(doc)
 
     def call(self, rid):
         row = self.db.execute("SELECT doc FROM calls WHERE id = ?", (rid,)).fetchone()

@@ -12,7 +12,7 @@ import pytest
 import tomllib
 
 from proxy import config
-from tests.support import PLUGINS, ROOT, alive, descendants, free_port, run_cli, wait_until
+from tests.support import PLUGINS, ROOT, alive, execution_processes, free_port, run_cli, wait_until
 
 
 cli = run_cli
@@ -134,7 +134,7 @@ def test_a_slow_reload_never_delays_a_stop(start_proxy, tmp_path):
     server = p.proc.pid
     (plugins / "hangs_on_import.py").write_text("import time\ntime.sleep(3600)\n")
     os.kill(server, signal.SIGHUP)  # its trial import hangs until plugins.timeout (30 s)
-    below = wait_until(lambda: len(d := descendants(server)) > 6 and d, 10,
+    below = wait_until(lambda: len(d := execution_processes(server)) > 6 and d, 10,
                        "the reload's fork server to start importing")
     start = time.monotonic()
     assert p.stop(signal.SIGTERM, timeout=10) == 0

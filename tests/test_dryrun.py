@@ -1,5 +1,6 @@
-"""`balance UNIT --snapshot FILE`: the engine's balancing call as a dry run, hand-checked on
-config/cluster-small.json (host1 has 400 MiB free; tiny1, 1 GiB, is its smallest VM)."""
+"""`balance UNIT --snapshot FILE` and `balance UNIT --engine` (the simulated engine, over real
+HTTP): the engine's balancing call as a dry run, hand-checked on config/cluster-small.json
+(host1 has 400 MiB free; tiny1, 1 GiB, is its smallest VM)."""
 import json
 
 import pytest
@@ -62,3 +63,37 @@ def test_properties_must_be_key_value():
     assert dryrun.properties(["a=1", "b="]) == {"a": "1", "b": ""}
     with pytest.raises(ProxyError, match="KEY=VALUE"):
         dryrun.properties(["oops"])
+
+
+def engine_config(tmp_path, sim):
+    """A configuration whose [engine] is the simulated engine, over real HTTP."""
+    (tmp_path / "password").write_text(sim.password + "\n")
+    path = tmp_path / "proxy.toml"
+    path.write_text(f'[plugins]\nfolder = "{ROOT / "balancers"}"\n'
+                    f'[engine]\nurl = "{sim.url}"\nuser = "{sim.user}"\npassword_file = "password"\n')
+    return str(path)
+
+
+@pytest.mark.e2e
+def test_engine_decides_on_what_the_engine_serves(tmp_path, sim_engine):
+    cfg = engine_config(tmp_path, sim_engine)
+    code, out, err = balance("host_memory_balance", "--engine", "--config", cfg, "--json")
+    assert code == 0, err
+    found = json.loads(out)
+    assert (found["vm"], found["hosts"]) == (TINY1, HOSTS[1:])
+    assert found["reason"].startswith("host1 has 400 MiB free, at or under 500 MiB: move tiny1 (1024 MiB)")
+    assert found["snapshot"] >= 1  # the proxy read the engine for the unit, as `serve` does
+
+    code, out, err = balance("host_memory_balance", "--engine", "--config", cfg)
+    assert code == 0, err
+    assert f"decision: migrate tiny1 ({TINY1}) to one of: host2, host3, host4" in out
+    assert "host1: free 400 MiB; source" in out and "nothing was migrated" in out
+
+
+def test_engine_that_refuses_the_login_is_named_with_what_to_fix(tmp_path, sim_engine):
+    cfg = engine_config(tmp_path, sim_engine)
+    (tmp_path / "password").write_text("wrong\n")
+    code, out, err = balance("host_memory_balance", "--engine", "--config", cfg)
+    assert code == 1 and out == ""
+    assert "refused the login for admin@internal" in err and "check [engine] user and password_file" in err
+    assert "Traceback" not in err

@@ -10,7 +10,7 @@ import xmlrpc.client
 
 import pytest
 
-from tests.support import PLUGINS, ROOT, alive, descendants, run_cli, wait_until
+from tests.support import PLUGINS, ROOT, alive, execution_processes, run_cli, wait_until
 
 pytestmark = pytest.mark.e2e
 VM = "3fd0bb5e-2f4b-4e5a-9b6c-0d1e2f3a4b5c"
@@ -86,7 +86,7 @@ def test_sighup_and_file_changes_reload_the_units(start_proxy, tmp_path):
 
 def running_call(p, spares=4):
     """The processes below the proxy once a call runs: fork server, spares, the call's worker."""
-    return wait_until(lambda: len(d := [x for x in descendants(p.proc.pid) if alive(x)]) > 1 + spares and d,
+    return wait_until(lambda: len(d := [x for x in execution_processes(p.proc.pid) if alive(x)]) > 1 + spares and d,
                       10, "a worker to run the call")
 
 

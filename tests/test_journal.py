@@ -3,14 +3,12 @@
 import json
 import logging
 import os
-import threading
+import signal
 import time
-
-import pytest
 
 from proxy import journal, state
 from proxy.holding import load_file
-from tests.support import ROOT, wait_until
+from tests.support import ROOT
 
 DAY = 86400.0
 
@@ -21,11 +19,6 @@ def entry(n, when, version=0, payload=""):
             "outcomes": [], "answer": {"result": ["", []]}, "duration_ms": 1.0}
 
 
-@pytest.fixture
-def prune_always(monkeypatch):
-    monkeypatch.setattr(journal, "PRUNE_EVERY", 0.0)
-
-
 def ids(path, **filters):
     reader = journal.Reader(path)
     try:
@@ -34,9 +27,9 @@ def ids(path, **filters):
         reader.close()
 
 
-def test_calls_older_than_max_days_are_pruned(tmp_path, prune_always):
-    now = 1_000_000_000.0
-    j = journal.Journal(tmp_path / "j.sqlite", max_days=14, max_mb=100, clock=lambda: now)
+def test_calls_older_than_max_days_are_pruned(tmp_path):
+    now = time.time()
+    j = journal.Journal(tmp_path / "j.sqlite", max_days=14, max_mb=100, prune_every=0)
     j.record(entry(1, now - 20 * DAY))
     j.record(entry(2, now - 13 * DAY))
     j.record(entry(3, now))
@@ -44,9 +37,9 @@ def test_calls_older_than_max_days_are_pruned(tmp_path, prune_always):
     assert ids(tmp_path / "j.sqlite") == ["t-3", "t-2"]
 
 
-def test_the_file_stays_under_max_mb_and_keeps_the_newest(tmp_path, prune_always):
+def test_the_file_stays_under_max_mb_and_keeps_the_newest(tmp_path):
     path = tmp_path / "j.sqlite"
-    j = journal.Journal(path, max_days=14, max_mb=0.25)
+    j = journal.Journal(path, max_days=14, max_mb=0.25, prune_every=0)
     for n in range(400):  # ~2 KB each after compression (random text does not compress): ~0.8 MB
         j.record(entry(n, time.time() + n, payload=os.urandom(1500).hex()))
         j.flush()
@@ -56,27 +49,26 @@ def test_the_file_stays_under_max_mb_and_keeps_the_newest(tmp_path, prune_always
     assert path.stat().st_size <= 0.25 * 1024 * 1024 * 1.2  # the freed pages are given back
 
 
-def test_a_slow_writer_drops_and_counts_entries_and_never_blocks_the_call(tmp_path, caplog):
-    entered, gate, written = threading.Event(), threading.Event(), []
-
-    def slow_write(entries):  # a disk that does not answer until the test says so
-        entered.set()
-        gate.wait(30)
-        written.extend(entries)
-
-    j = journal.Journal(tmp_path / "j.sqlite", 14, 100, queue_size=5, write=slow_write)
-    j.record(entry(0, time.time()))
-    wait_until(entered.is_set, what="the writer to take the first entry")
+def test_a_stalled_writer_drops_and_counts_entries_and_never_blocks_the_call(tmp_path, caplog):
+    # A writer that does not answer (a disk that hangs): the process stopped outright.
+    j = journal.Journal(tmp_path / "j.sqlite", 14, 100, queue_size=5, pipe_bytes=4096)
+    assert j.flush()
+    os.kill(j.proc.pid, signal.SIGSTOP)
     caplog.set_level(logging.WARNING, "proxy.journal")
     begun = time.monotonic()
-    for n in range(1, 21):
-        j.record(entry(n, time.time()))
-    assert time.monotonic() - begun < 0.5  # 20 calls, none waited for the disk
-    assert j.dropped == 15
-    assert "15 entries dropped" in caplog.text or "entries dropped so far" in caplog.text
-    gate.set()
+    for n in range(300):  # ~3 KB each: the 4 KiB pipe and the 5 places of the queue fill at once
+        j.record(entry(n, time.time(), payload=os.urandom(1500).hex()))
+        if n % 20 == 0:
+            j._wake.set()  # let the feeder move what it can now, as the passing time would
+    assert time.monotonic() - begun < 0.5  # 300 calls, none waited for the disk
+    assert 0 < j.dropped < 300
+    assert "entries dropped so far" in caplog.text
+    assert not j.flush(0.3)  # nothing is written while the writer is stopped
+    os.kill(j.proc.pid, signal.SIGCONT)
+    assert j.flush()
     j.close()
-    assert [e["id"] for e in written] == [f"t-{n}" for n in range(6)]
+    written = ids(tmp_path / "j.sqlite")
+    assert len(written) + j.dropped == 300 and "t-0" in written
 
 
 def test_snapshots_are_stored_once_per_version_and_come_back_whole(tmp_path):
@@ -101,6 +93,11 @@ def test_filters_and_paths(tmp_path, monkeypatch):
     assert ids(tmp_path / "j.sqlite", unit="max_vms") == ["t-2"]
     assert ids(tmp_path / "j.sqlite", method="runLoadBalancing") == ["t-1"]
     assert ids(tmp_path / "j.sqlite", since=now - 50) == ["t-2"]
+    reader = journal.Reader(tmp_path / "j.sqlite")
+    assert [e["id"] for e in reader.calls()] == ["t-1", "t-2"]  # oldest first, as replay runs them
+    assert [e["id"] for e in reader.calls(methods=("runFilters", "discover"))] == ["t-2"]
+    assert [e["id"] for e in reader.calls(since=now - 50, unit="host_memory_balance")] == []
+    reader.close()
     monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/x")
     assert journal.resolve("journal.sqlite") == journal.Path("/var/lib/x/journal.sqlite")
     assert journal.resolve("") is None

@@ -8,7 +8,7 @@ import xmlrpc.client
 import pytest
 
 from tests.reliability.scenarios import HOSTS
-from tests.support import PLUGINS, alive, descendants, wait_until
+from tests.support import PLUGINS, alive, execution_processes, wait_until
 
 pytestmark = pytest.mark.reliability
 
@@ -28,7 +28,7 @@ def hostile(start_proxy, tmp_path):
 
 
 def workers(proxy):
-    return [p for p in descendants(proxy.proc.pid) if alive(p)]
+    return [p for p in execution_processes(proxy.proc.pid) if alive(p)]
 
 
 def test_row1_three_thousand_names_cost_one_process_each_and_the_pool_returns(hostile):

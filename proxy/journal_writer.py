@@ -1,0 +1,185 @@
+"""The decision journal's writer: a process of its own that encodes, compresses and stores
+the entries the server hands it (`python -m proxy.journal_writer ACK_FD`).
+
+Why a process: in the server, JSON encoding, zlib and sqlite share the interpreter lock with
+the calls, and took ~1 ms from each call's p50 under load (docs/RELIABILITY.md, "The decision
+journal").  Here they run beside the server, which only marshals entries (C, a few
+microseconds each) onto a pipe.
+
+The pipe carries frames: 4-byte big-endian length, 1 kind byte, payload.
+- `C` (first frame): the settings, JSON.
+- `E`: a batch of entries, marshal: written in one transaction.
+- `F`: a flush token, 8 bytes: written back on ACK_FD once every earlier entry is stored.
+End of file on the pipe (the server closed it, or died) stops the writer: it has no other way
+to outlive the server.
+"""
+
+import json
+import logging
+import marshal
+import os
+import signal
+import sqlite3
+import struct
+import sys
+import time
+import zlib
+from pathlib import Path
+
+from . import logs
+
+log = logging.getLogger("proxy.journal")
+
+HEADER = struct.Struct(">Ic")
+TOKEN = struct.Struct(">Q")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (id TEXT PRIMARY KEY, time REAL NOT NULL, run TEXT NOT NULL,
+    version INTEGER NOT NULL, method TEXT NOT NULL, units TEXT NOT NULL, doc BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS calls_time ON calls (time);
+CREATE TABLE IF NOT EXISTS snapshots (run TEXT NOT NULL, version INTEGER NOT NULL, time REAL NOT NULL,
+    doc BLOB NOT NULL, PRIMARY KEY (run, version));
+"""
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+
+
+def pack(value):
+    """zlib-compressed JSON, with zlib's window and hash table sized to the document.
+
+    zlib.compress sets up ~256 KB of state whatever the size; for a call's entry (1-30 KB)
+    that set-up was most of the compression's cost.  Sized, the writer's CPU per small entry
+    fell from ~100 to ~45 us (it all counts: on two busy cores every microsecond of any
+    process is taken from the calls), and the blobs are as small: a window as large as the
+    data finds every match a larger one would."""
+    data = _ENCODER.encode(value).encode()
+    wbits = max(9, min(15, len(data).bit_length()))
+    z = zlib.compressobj(1, zlib.DEFLATED, wbits, max(1, wbits - 7))
+    return z.compress(data) + z.flush()
+
+
+class Store:
+    """The sqlite side: entries in, snapshots taken from the spool, bounded by age and size."""
+
+    def __init__(self, path, run, spool, max_age, max_bytes, prune_every):
+        self.db = open_db(path)
+        self.run, self.spool = run, Path(spool)
+        self.max_age, self.max_bytes, self.prune_every = max_age, max_bytes, prune_every
+        self._taken = set()  # snapshot versions already moved into the database
+        self._last_prune = 0.0
+
+    def write(self, entries):
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                [(e["id"], e["time"], e["run"], e["version"], e["method"],
+                                  "," + ",".join(e["units"]) + ",", pack(e)) for e in entries])
+            for version in sorted({e["version"] for e in entries if e["version"]}):
+                self._take_snapshot(version)
+        if time.time() - self._last_prune >= self.prune_every:
+            self.prune()
+
+    def _take_snapshot(self, version):
+        """Move the spooled document of `version` into the database, once; older spooled
+        versions no call ran on are dropped."""
+        if version in self._taken:
+            return
+        self._taken.add(version)
+        have = self.db.execute("SELECT 1 FROM snapshots WHERE run=? AND version=?",
+                               (self.run, version)).fetchone()
+        spooled = self.spool / f"{version}.json.z"
+        if not have and spooled.exists():
+            self.db.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?)",
+                            (self.run, version, time.time(), spooled.read_bytes()))
+        for f in self.spool.glob("*.json.z"):
+            if int(f.name.split(".")[0]) <= version:
+                f.unlink(missing_ok=True)
+
+    def prune(self):
+        """Drop calls older than max_days, then the oldest until the file is under max_mb,
+        then the snapshots no call ran on any more."""
+        self._last_prune = time.time()
+        db = self.db
+        db.execute("DELETE FROM calls WHERE time < ?", (time.time() - self.max_age,))
+        while self._used_bytes() > self.max_bytes:
+            count = db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+            if not count:
+                break
+            db.execute("DELETE FROM calls WHERE id IN (SELECT id FROM calls ORDER BY time LIMIT ?)",
+                       (max(1, count // 10),))
+            self._drop_orphans()
+        self._drop_orphans()
+        db.execute("PRAGMA incremental_vacuum")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def _drop_orphans(self):
+        self.db.execute("DELETE FROM snapshots WHERE NOT EXISTS (SELECT 1 FROM calls c WHERE "
+                        "c.run = snapshots.run AND c.version = snapshots.version)")
+
+    def _used_bytes(self):
+        pages = self.db.execute("PRAGMA page_count").fetchone()[0]
+        free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
+        return (pages - free) * self.db.execute("PRAGMA page_size").fetchone()[0]
+
+
+def open_db(path):
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only takes effect on a new file
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")  # WAL: a crash loses at most the last entries
+    db.executescript(SCHEMA)
+    return db
+
+
+def frame(kind, payload):
+    return HEADER.pack(len(payload), kind) + payload
+
+
+def read_frame(stream):
+    """(kind byte, payload), or None at end of file."""
+    head = stream.read(HEADER.size)
+    if len(head) < HEADER.size:
+        return None
+    size, kind = HEADER.unpack(head)
+    payload = stream.read(size)
+    return (kind, payload) if len(payload) == size else None
+
+
+def serve(stream, ack_fd):
+    first = read_frame(stream)
+    if first is None or first[0] != b"C":
+        raise SystemExit("journal writer: the first frame must be the settings (C)")
+    s = json.loads(first[1])
+    if s.get("log"):
+        logs.configure(*s["log"])
+    store = Store(s["path"], s["run"], s["spool"], s["max_age"], s["max_bytes"], s["prune_every"])
+    written = 0
+    while True:
+        got = read_frame(stream)
+        if got is None:
+            break
+        kind, payload = got
+        if kind == b"E":
+            entries = marshal.loads(payload)
+            try:
+                store.write(entries)
+                written += len(entries)
+            except Exception:  # one bad batch must not stop the journal
+                log.exception("journal: writing %d entries failed", len(entries))
+        elif kind == b"F":
+            os.write(ack_fd, payload)
+    store.db.close()
+    return written
+
+
+def main():
+    # Ctrl-C reaches the whole terminal group; the server decides when the writer stops
+    # (it closes the pipe), so the last entries are written.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    serve(sys.stdin.buffer, int(sys.argv[1]))
+
+
+if __name__ == "__main__":
+    main()

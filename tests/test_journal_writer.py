@@ -1,0 +1,85 @@
+"""The journal's writer process: what the pipe carries is stored, a flush is answered only
+once the entries before it are stored, and the process never outlives its server nor
+escapes the stop ladder."""
+import io
+import json
+import logging
+import marshal
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from proxy import journal, journal_writer
+from tests.support import ROOT, alive, wait_until
+
+
+def entry(n, **extra):
+    return {"id": f"w-{n}", "time": time.time(), "run": "r", "version": 0, "method": "runFilters",
+            "units": ["max_vms"], "hosts": ["h1"], "vm": "v", "properties": {}, "outcomes": [],
+            "answer": {"result": ["h1"]}, "duration_ms": 1.0, **extra}
+
+
+def test_frames_are_stored_in_order_and_a_flush_is_answered_after_them(tmp_path):
+    settings = {"path": str(tmp_path / "j.sqlite"), "run": "r", "spool": str(tmp_path), "max_age": 86400.0,
+                "max_bytes": 1 << 30, "prune_every": 30.0, "log": None}
+    stream = io.BytesIO(journal_writer.frame(b"C", json.dumps(settings).encode())
+                        + journal_writer.frame(b"E", marshal.dumps([entry(1), entry(2)]))
+                        + journal_writer.frame(b"F", journal_writer.TOKEN.pack(7))
+                        + journal_writer.frame(b"E", marshal.dumps([entry(3, hosts=("h1", "h2"))])))
+    acks_r, acks_w = os.pipe()
+    assert journal_writer.serve(stream, acks_w) == 3
+    assert journal_writer.TOKEN.unpack(os.read(acks_r, 64)) == (7,)
+    reader = journal.Reader(tmp_path / "j.sqlite")
+    assert [e["id"] for e in reader.recent()] == ["w-3", "w-2", "w-1"]
+    assert reader.call("w-3")["hosts"] == ["h1", "h2"]  # a tuple comes back as JSON's list
+
+
+def test_an_entry_marshal_cannot_carry_is_stored_as_text(tmp_path):
+    j = journal.Journal(tmp_path / "j.sqlite", 14, 10)
+    j.record(entry(1, answer={"result": object()}))
+    assert j.flush()
+    j.close()
+    reader = journal.Reader(tmp_path / "j.sqlite")
+    assert reader.call("w-1")["answer"]["result"].startswith("<object object")
+
+
+def test_a_writer_that_does_not_stop_gets_sigterm_then_sigkill_and_is_reaped(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(journal, "STOP_WAIT", 0.2)
+    caplog.set_level(logging.INFO, "proxy.journal")
+    j = journal.Journal(tmp_path / "j.sqlite", 14, 10)
+    os.kill(j.proc.pid, signal.SIGSTOP)  # a stopped process ignores its pipe's end and SIGTERM alike
+    j.close(timeout=0.2)
+    assert j.proc.returncode == -signal.SIGKILL and not alive(j.proc.pid)
+    assert "sending SIGTERM" in caplog.text and "sending SIGKILL" in caplog.text
+    assert f"writer process {j.proc.pid} exited with code -9" in caplog.text
+
+
+PARENT = """
+import sys, time
+from proxy import journal
+j = journal.Journal(sys.argv[1], 14, 10)
+j.record({"id": "before", "time": time.time(), "run": "r", "version": 0, "method": "runFilters",
+          "units": [], "hosts": [], "vm": "", "properties": {}, "outcomes": [], "answer": None,
+          "duration_ms": 1.0})
+assert j.flush()
+print(j.proc.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_writer_dies_with_its_server(tmp_path):
+    server = subprocess.Popen([sys.executable, "-c", PARENT, str(tmp_path / "j.sqlite")], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        writer = int(server.stdout.readline())
+        assert alive(writer)
+        server.kill()  # no close(), no signal handler: only the pipe's end tells the writer
+        server.wait()
+        wait_until(lambda: not alive(writer), what=f"the writer {writer} to exit after its server")
+    finally:
+        server.kill()
+        server.wait()
+        server.stdout.close()
+    assert [e["id"] for e in journal.Reader(tmp_path / "j.sqlite").recent()] == ["before"]
