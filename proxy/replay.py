@@ -112,6 +112,10 @@ class Pinned:
     units is compared with the journal, even if DIR changes meanwhile, and no call pays for
     looking at DIR again (what a served call does, to reload changed plugins)."""
 
+    # No balancing limits: a replay re-asks what each unit decided on its recorded state;
+    # the live proxy's cooldown and budget were applied (and journaled) when it answered.
+    ledger = None
+
     def __init__(self, executor):
         self.executor, self.config = executor, executor.config
 
