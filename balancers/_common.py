@@ -46,6 +46,22 @@ def hosts_of(snap, host_ids):
     return [snap.hosts[h] for h in unique(host_ids) if h in snap.hosts]
 
 
+class RunningOn:
+    """{host id: VMs up on it} read from the snapshot's per-host index only for the hosts asked
+    about: a balancer with hundreds of sources looks at the VMs of the few it tries."""
+
+    def __init__(self, snap):
+        self.snap = snap
+
+    def get(self, host_id, default=()):
+        return [vm for vm in self.snap.vms_on(host_id) if is_up(vm)] or default
+
+
+def by_host(vms):
+    """`vms` as {host id: VMs up on it}: a RunningOn as it is, a list of VM records indexed."""
+    return vms if isinstance(vms, RunningOn) else running_vms_by_host(vms)
+
+
 def running_on(snap, hosts):
     """The VMs up on the given hosts, from the snapshot's per-host index (never every VM)."""
     return [vm for h in hosts for vm in snap.vms_on(h.id) if is_up(vm)]
@@ -131,9 +147,19 @@ class Moves:
 
     def fixing(self, vm, hosts):
         """The hosts among `hosts` moving `vm` to which mends an enforcing rule it breaks now."""
-        if self.snap is None:
+        if self.snap is None or not affinity.broken_now(self.snap, vm):
             return []
         return [h for h in hosts if affinity.fixes(self.snap, vm, h.id)]
+
+    def mending(self, vms, destinations):
+        """(VM, the hosts that mend a rule it breaks, why) for the first of `vms` that has one;
+        destinations(vm) gives a VM's allowed hosts."""
+        for vm in vms:
+            if self.snap is not None and affinity.broken_now(self.snap, vm):
+                hosts = self.fixing(vm, destinations(vm))
+                if hosts:
+                    return vm, hosts, "its move mends an enforcing affinity rule it breaks now"
+        return None
 
     def note_no_target(self, vm, hosts):
         """Counts `vm` as held back by affinity when every host it fits breaks a rule."""
@@ -165,6 +191,26 @@ def _left_within(limits, now):
         if move.at >= since and move.source_id is not None:
             left.setdefault(move.vm_id, set()).add(move.source_id)
     return left
+
+
+def first_with(vms, destinations, why):
+    """(VM, destinations, why) for the first of `vms` with a destination, or None."""
+    for vm in vms:
+        hosts = destinations(vm)
+        if hosts:
+            return vm, hosts, why
+    return None
+
+
+def cached(destinations):
+    """destinations(vm) worked out once per VM in a call (a VM may be looked at twice)."""
+    seen = {}
+
+    def get(vm):
+        if vm.id not in seen:
+            seen[vm.id] = destinations(vm)
+        return seen[vm.id]
+    return get
 
 
 class MemorySpread:

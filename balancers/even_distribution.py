@@ -126,16 +126,17 @@ def decide(hosts, vms, high=DEFAULT_HIGH, max_free=0, min_free=0, *, gain=DEFAUL
     if len(hosts) < 2:
         return None
     moves = moves or _common.Moves(None)
-    by_host = _common.running_vms_by_host(vms)
+    by_host = _common.by_host(vms)
     cpu_sources, mem_sources = sources(hosts, high, max_free, sustained)
     cpu_targets = sorted((h for h in hosts if _cpu_known(h) and h.cpu_usage < low_mark(high)),
                          key=lambda h: h.cpu_usage)
     for source in cpu_sources:
         def valid(vm, d, source=source):
             return _fits(vm, d, high, max_free) and cpu_gain(vm, source, d) >= gain
-        options = _options(source, by_host, cpu_targets, valid, moves)
-        if options:
-            return (source, *_pick_cpu(source, options, high, moves))
+        found = _pick_cpu(source, _movable(source, by_host, moves), _destinations(cpu_targets, valid, moves),
+                          high, moves)
+        if found:
+            return (source, *found)
     mem_targets = sorted((h for h in hosts if h.max_scheduling_memory is not None
                           and h.max_scheduling_memory > min_free),
                          key=lambda h: -h.max_scheduling_memory)
@@ -143,54 +144,49 @@ def decide(hosts, vms, high=DEFAULT_HIGH, max_free=0, min_free=0, *, gain=DEFAUL
     for source in mem_sources:
         def valid(vm, d, source=source):
             return _fits(vm, d, high, max_free) and spread.lowers(source, d, vm.memory)
-        options = _options(source, by_host, mem_targets, valid, moves)
-        if options:
-            return (source, *_pick_memory(source, options, max_free, moves))
+        found = _pick_memory(source, _movable(source, by_host, moves), _destinations(mem_targets, valid, moves),
+                             max_free, moves)
+        if found:
+            return (source, *found)
     return None
 
 
-def _options(source, by_host, targets, valid, moves):
-    """[(VM, its valid destinations)] of the source's running VMs, cheapest first."""
-    options = []
-    for vm in sorted(by_host.get(source.id, []), key=_common.cost_key):
-        if not moves.may_move(vm):
-            continue
-        fit = [d for d in targets if d.id != source.id and valid(vm, d)]
+def _movable(source, by_host, moves):
+    """The source's running VMs that may move now, cheapest first."""
+    return [vm for vm in sorted(by_host.get(source.id, []), key=_common.cost_key) if moves.may_move(vm)]
+
+
+def _destinations(targets, valid, moves):
+    """destinations(vm): the targets valid for it that affinity and the cooldown allow (once per VM)."""
+    def destinations(vm):
+        fit = [d for d in targets if d.id != vm.host_id and valid(vm, d)]
         ok = moves.targets(vm, fit)
-        if ok:
-            options.append((vm, ok))
-        else:
+        if not ok:
             moves.note_no_target(vm, fit)
-    return options
+        return ok
+    return _common.cached(destinations)
 
 
-def _mending(options, moves):
-    for vm, ok in options:
-        mending = moves.fixing(vm, ok)
-        if mending:
-            return vm, mending, "its move mends an enforcing affinity rule it breaks now"
-    return None
-
-
-def _pick_cpu(source, options, high, moves):
-    found = _mending(options, moves)
+def _pick_cpu(source, vms, destinations, high, moves):
+    found = moves.mending(vms, destinations) or _common.first_with(
+        [vm for vm in vms if source.cpu_usage - _share(vm, source) < high], destinations,
+        f"the cheapest VM whose move alone takes the host under {high}% CPU")
     if found:
         return found
-    for vm, ok in options:
-        if source.cpu_usage - _share(vm, source) < high:
-            return vm, ok, f"the cheapest VM whose move alone takes the host under {high}% CPU"
+    options = [(vm, destinations(vm)) for vm in vms]
+    options = [(vm, ok) for vm, ok in options if ok]
+    if not options:
+        return None
     vm, ok = max(options, key=lambda o: cpu_gain(o[0], source, o[1][0]) / _gib(o[0]))
     return vm, ok, "no single VM takes the host under the mark: the best CPU gain per GiB moved"
 
 
-def _pick_memory(source, options, max_free, moves):
-    found = _mending(options, moves)
-    if found:
-        return found
-    for vm, ok in options:
-        if source.max_scheduling_memory + vm.memory >= max_free:
-            return vm, ok, "the cheapest VM whose move alone lifts the host's free memory over the mark"
-    return (*options[0], "no single VM lifts the host: the cheapest VM that fits")
+def _pick_memory(source, vms, destinations, max_free, moves):
+    return (moves.mending(vms, destinations)
+            or _common.first_with([vm for vm in vms if source.max_scheduling_memory + vm.memory >= max_free],
+                                  destinations, "the cheapest VM whose move alone lifts the host's free "
+                                  "memory over the mark")
+            or _common.first_with(vms, destinations, "no single VM lifts the host: the cheapest VM that fits"))
 
 
 def _gib(vm):
@@ -235,7 +231,7 @@ class cpu_memory_even_distribution:
         if (cpu_sources or mem_sources) and moves.budget_spent():
             return None
         # Only the sources' VMs can move: looking at every VM would grow with the engine.
-        decision = decide(found, _common.running_on(snap, cpu_sources + mem_sources), high, max_free,
+        decision = decide(found, _common.RunningOn(snap), high, max_free,
                           min_free, gain=gain, sustained=held, moves=moves) if cpu_sources or mem_sources else None
         _explain(found, (cpu_sources, mem_sources), held, decision, (high, short), moves)
         return (decision[1].id, [h.id for h in decision[2]] + [decision[0].id]) if decision else None
@@ -243,12 +239,13 @@ class cpu_memory_even_distribution:
 
 def _explain(hosts, found_sources, held, decision, marks, moves):
     cpu_sources, mem_sources = found_sources
+    cpu_ids, mem_ids = {h.id for h in cpu_sources}, {h.id for h in mem_sources}
     high, short = marks
     for h in hosts:
-        role = (" (CPU source)" if h in cpu_sources else
+        role = (" (CPU source)" if h.id in cpu_ids else
                 f" (at or over {high}% but not sustained)" if _cpu_known(h) and h.cpu_usage >= high
                 and h.id not in held else "")
-        moves.reason(h.id, f"CPU {h.cpu_usage}%{role}" + (" (memory source)" if h in mem_sources else ""))
+        moves.reason(h.id, f"CPU {h.cpu_usage}%{role}" + (" (memory source)" if h.id in mem_ids else ""))
     if not cpu_sources and not mem_sources:
         explain.because(f"no host at or above {high}% CPU (HighUtilization) for CpuOverCommitDurationMinutes "
                         "running a VM, nor short of memory (MaxFreeMemoryForOverUtilized)"

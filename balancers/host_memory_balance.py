@@ -71,41 +71,43 @@ def choose(hosts, vms, threshold, safe=DEFAULT_SAFE, moves=None):
 
 
 def decide(hosts, vms, threshold, safe=DEFAULT_SAFE, moves=None):
-    """(source, VM, destinations, why) of the move, or None; see the module docstring."""
+    """(source, VM, destinations, why) of the move, or None; see the module docstring.
+    A VM's destinations are worked out only when its turn comes (cheapest first)."""
     hosts = _common.unique(hosts, key=lambda h: h.id)
     moves = moves or _common.Moves(None)
     spread = _common.MemorySpread(hosts)
     targets = [h for h in hosts if h.free_memory is not None and h.free_memory > threshold]
-    on = _common.running_vms_by_host(vms)
+    on = _common.by_host(vms)
     for source in over_utilized(hosts, threshold):
-        options = []
-        for vm in sorted((v for v in on.get(source.id, ()) if v.memory is not None), key=_common.cost_key):
-            if not moves.may_move(vm):
-                continue
+        def destinations(vm, source=source):
             fit = [h for h in targets if vm.memory <= room(h, threshold)]
             ok = [h for h in moves.targets(vm, fit) if spread.lowers(source, h, vm.memory)]
-            if ok:
-                options.append((vm, ok))
-            else:
+            if not ok:
                 moves.note_no_target(vm, fit)
-        if options:
-            return (source, *_pick(options, threshold - source.free_memory, safe, moves))
+            return ok
+        candidates = sorted((v for v in on.get(source.id, ()) if v.memory is not None), key=_common.cost_key)
+        found = _pick([v for v in candidates if moves.may_move(v)], _common.cached(destinations),
+                      threshold - source.free_memory, safe, moves)
+        if found:
+            return (source, *found)
     return None
 
 
-def _pick(options, missing, safe, moves):
-    """(VM, destinations, why) among [(VM, destinations)] in cost order."""
-    for vm, ok in options:
-        mending = moves.fixing(vm, ok)
-        if mending:
-            return vm, mending, "its move mends an enforcing affinity rule it breaks now"
-    lifting = [(vm, ok) for vm, ok in options if vm.memory > missing]
-    if lifting:
-        return (*lifting[0], "the smallest VM that alone lifts the host over the threshold")
+def _pick(vms, destinations, missing, safe, moves):
+    """(VM, destinations, why) among `vms` in cost order, or None."""
+    found = moves.mending(vms, destinations)
+    if found:
+        return found
+    lifting = [vm for vm in vms if vm.memory > missing]
+    found = _common.first_with(lifting, destinations, "the smallest VM that alone lifts the host over the threshold")
+    if found:
+        return found
     if safe:
-        return (*options[0], "no single VM lifts the host: the smallest that fits (safe_selection)")
-    vm, ok = min(options, key=lambda o: (-o[0].memory, _common.vm_load(o[0]), o[0].id))
-    return vm, ok, "no single VM lifts the host: the largest that fits (safe_selection=False)"
+        return _common.first_with(vms, destinations,
+                                  "no single VM lifts the host: the smallest that fits (safe_selection)")
+    largest = sorted(vms, key=lambda vm: (-vm.memory, _common.vm_load(vm), vm.id))
+    return _common.first_with(largest, destinations,
+                              "no single VM lifts the host: the largest that fits (safe_selection=False)")
 
 
 class host_memory_balance:
@@ -125,7 +127,7 @@ class host_memory_balance:
         sources = over_utilized(found, threshold)
         if sources and moves.budget_spent():
             return None
-        decision = decide(found, _common.running_on(snap, sources), threshold, safe, moves) if sources else None
+        decision = decide(found, _common.RunningOn(snap), threshold, safe, moves) if sources else None
         _explain(found, sources, decision, threshold, moves)
         return (decision[1].id, [h.id for h in decision[2]]) if decision else None
 
@@ -133,9 +135,10 @@ class host_memory_balance:
 def _explain(hosts, sources, decision, threshold, moves):
     """Reasons per host and for the decision (proxy/explain.py)."""
     mib = _common.MIB
+    source_ids = {h.id for h in sources}
     for h in hosts:
         free = "unknown" if h.free_memory is None else f"{h.free_memory // mib} MiB"
-        role = ("source: at or under the threshold" if h in sources
+        role = ("source: at or under the threshold" if h.id in source_ids
                 else f"can take {room(h, threshold) // mib} MiB")
         moves.reason(h.id, f"free {free}; {role}")
     if not sources:

@@ -46,23 +46,20 @@ def decide(hosts, vms, maximum, moves=None):
     if not targets:
         return None
     moves = moves or _common.Moves(None)
-    on = _common.running_vms_by_host(vms)
+    on = _common.by_host(vms)
+
+    def destinations(vm):
+        ok = moves.targets(vm, targets)
+        if not ok:
+            moves.note_no_target(vm, targets)
+        return ok
+    destinations = _common.cached(destinations)
     for source in over_limit(counted, maximum):
-        options = []
-        for vm in sorted(on.get(source.id, []), key=_common.cost_key):
-            if not moves.may_move(vm):
-                continue
-            ok = moves.targets(vm, targets)
-            if ok:
-                options.append((vm, ok))
-            else:
-                moves.note_no_target(vm, targets)
-        for vm, ok in options:
-            mending = moves.fixing(vm, ok)
-            if mending:
-                return source, vm, mending, "its move mends an enforcing affinity rule"
-        if options:
-            return (source, *options[0], "its cheapest VM to move (least memory, then CPU load)")
+        movable = [vm for vm in sorted(on.get(source.id, []), key=_common.cost_key) if moves.may_move(vm)]
+        found = moves.mending(movable, destinations) or _common.first_with(
+            movable, destinations, "its cheapest VM to move (least memory, then CPU load)")
+        if found:
+            return (source, *found)
     return None
 
 
@@ -81,11 +78,15 @@ class vm_balance:
         sources = over_limit(found, maximum)
         if sources and moves.budget_spent():
             return None
-        decision = decide(found, _common.running_on(snap, sources), maximum, moves) if sources else None
+        decision = decide(found, _common.RunningOn(snap), maximum, moves) if sources else None
+        source_ids = {h.id for h in sources}
         for h in found:
-            moves.reason(h.id, f"runs {h.active_vms} VMs" + (" (a source)" if h in sources else ""))
+            moves.reason(h.id, f"runs {h.active_vms} VMs" + (" (a source)" if h.id in source_ids else ""))
         if not sources:
             explain.because(f"no host runs more than {maximum} VMs (maximum_vm_count)")
+        elif not any(h.active_vms is not None and h.active_vms < maximum for h in found):
+            explain.because(f"{len(sources)} host(s) run more than {maximum} VMs, but no host runs fewer "
+                            f"than {maximum}")
         elif decision is None:
             explain.because(f"{len(sources)} host(s) run more than {maximum} VMs, but none of their VMs may go "
                             f"to a host running fewer than {maximum}" + moves.summary())

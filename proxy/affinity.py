@@ -17,7 +17,7 @@ server builds it before forking (state.Snapshot.warm), so a call pays nothing fo
 
 import dataclasses
 
-__all__ = ["allowed", "allowed_targets", "violations", "fixes", "index", "Index"]
+__all__ = ["allowed", "allowed_targets", "violations", "fixes", "broken_now", "index", "Index"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -130,6 +130,12 @@ def fixes(snap, vm, host_id):
         return []
     return [rule.name for rule in idx.rules(vm.id)
             if idx.breaks(rule, vm, vm.host_id) and not idx.breaks(rule, vm, host_id)]
+
+
+def broken_now(snap, vm):
+    """True when `vm` breaks an enforcing rule where it runs: only then can a move mend one."""
+    idx = index(snap)
+    return vm.host_id is not None and any(idx.breaks(rule, vm, vm.host_id) for rule in idx.rules(vm.id))
 
 
 def rule_text(snap, vm, host_id):
