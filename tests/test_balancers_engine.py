@@ -9,6 +9,7 @@ tiny1 1024 MB; host2 40960 MB free, 2 VMs; host3 51200 MB free, 1 VM; host4 2048
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from balancers.enforcing_affinity import enforcing_affinity
 from balancers.even_distribution import cpu_memory_even_distribution
 from balancers.even_vm_distribution import even_vm_distribution
 from balancers.host_memory_balance import host_memory_balance
@@ -250,3 +251,27 @@ def test_every_unit_decides_the_same_from_the_engine_and_from_a_snapshot_file(ho
             engine.bind(None)
     assert shared == live
     assert from_file == live
+
+
+# --- affinity, read from the simulated engine through the SDK (config/cluster-affinity.json) ---
+
+def test_units_honour_the_affinity_the_engine_serves(affinity_engine):
+    a_hosts = [f"a0000000-0000-4000-8000-00000000000{i}" for i in range(1, 6)]
+    web1, db1, tiny1, lic1 = (f"b0000000-0000-4000-8000-0000000000{i:02d}" for i in (1, 2, 4, 9))
+    engine.bind(engine.EngineSettings(url=affinity_engine.url, user=affinity_engine.user,
+                                      password=affinity_engine.password))
+    try:
+        engine.hold(engine.read_now())  # groups and labels come with the proxy's one read
+        unit = enforcing_affinity()
+        h1, h2, h3, h4, h5 = a_hosts
+        assert unit.do_filter(a_hosts, web1, {}) == [h1, h4, h5]  # web-spread: web2, web3 elsewhere
+        assert unit.do_filter(a_hosts, db1, {}) == [h1]  # db-with-app: app1 runs on host1
+        assert unit.do_filter(a_hosts, lic1, {}) == [h4, h5]  # licensed-hosts
+        # host1 misses 7600 MB of 8000: only db1 covers it alone, but it must stay with app1
+        balance = host_memory_balance().do_balance
+        assert balance(a_hosts, {"minimum_host_memoryMB": "8000"}) == (tiny1, [h2, h3, h4, h5])
+        assert balance(a_hosts, {"minimum_host_memoryMB": "8000", "safe_selection": "False"}) == (
+            web1, [h4, h5])
+    finally:
+        engine.hold(None)
+        engine.bind(None)
