@@ -383,7 +383,7 @@ def feasible(hosts, vms, threshold):
     return found
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(memory_cases(), st.booleans())
 def test_memory_answer_is_a_move_off_the_shortest_host_that_has_one(case, safe):
     hosts, vms, threshold = case
@@ -405,6 +405,7 @@ def test_memory_answer_is_a_move_off_the_shortest_host_that_has_one(case, safe):
     assert chosen.memory == expected.memory
 
 
+@settings(deadline=None)
 @given(memory_cases())
 def test_the_spread_test_agrees_with_the_what_if_figures(case):
     hosts, vms, threshold = case
