@@ -124,7 +124,8 @@ class Moves:
         the cooldown, none breaking an enforcing affinity rule.  Notes each host ruled out."""
         back = self.left.get(vm.id, ())
         if not back and (self.snap is None or not affinity.index(self.snap).rules(vm.id)):
-            return [h for h in hosts if h.id != vm.host_id]  # nothing to check: most VMs
+            # in no enforcing group and not moved lately (most VMs): no per-host check needed
+            return [h for h in hosts if h.id != vm.host_id]
         found = []
         for h in hosts:
             if h.id == vm.host_id:

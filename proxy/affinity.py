@@ -1,6 +1,6 @@
 """Affinity rules over a Snapshot: where a VM may go without breaking an enforcing rule.
 
-The engine's semantics (docs/ENGINE_API.md §8.4) as the units apply them; a group's members
+The engine's semantics (docs/ENGINE_API.md §8.4, §8.5) as the units apply them; a group's members
 are its own VMs and hosts plus those of the labels it names (vm_labels add VMs, host_labels
 add hosts).  Only an enabled *and* enforcing rule forbids a host; a soft one never does.
 
