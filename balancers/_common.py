@@ -225,10 +225,6 @@ class MemorySpread:
         self.total = sum(self.fraction.values())
         self.squares = sum(f * f for f in self.fraction.values())
 
-    def _ic2(self, total, squares):
-        # Ic² = n·Σf²/(Σf)² − 1: no mean or deviation needed
-        return self.n * squares / (total * total) - 1 if total > 0 else 0.0
-
     def lowers(self, source, target, memory):
         """True when `memory` bytes going from source to target lowers Ic_mem (by a margin
         floating point cannot fake), or leaves it as it is because neither host's share of
@@ -241,4 +237,10 @@ class MemorySpread:
             if f is not None:
                 g = f + delta / host.memory
                 total, squares = total + g - f, squares + g * g - f * f
-        return self._ic2(total, squares) < self._ic2(self.total, self.squares) - 1e-9
+        if self.total <= 0:
+            return False  # Ic is 0 for a mean of 0 or less: nothing to lower
+        if total <= 0:  # whatif counts Ic as 0 then: lower if it was not 0 already
+            return self.n * self.squares > self.total ** 2 * (1 + 1e-12)
+        # Ic² + 1 = n·Σf²/(Σf)², so compare Σf²/(Σf)² cross-multiplied: no subtraction of
+        # nearly equal numbers, and a relative margin that holds for an Ic of 1e-5 too
+        return squares * self.total ** 2 < self.squares * total ** 2 * (1 - 1e-12)
