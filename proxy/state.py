@@ -14,6 +14,8 @@ import functools
 import sys
 import time
 
+from . import affinity
+
 MIB = 1024 * 1024
 
 
@@ -133,6 +135,7 @@ class Snapshot:
     def warm(self):
         """Build every index now: in the fork server, once, not in each worker."""
         self.vms_on(None), self.running_by_os(None), self.groups_of(None)
+        affinity.index(self)
         return self
 
     @functools.cached_property

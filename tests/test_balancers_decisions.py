@@ -8,22 +8,24 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from balancers import even_distribution, even_vm_distribution, host_memory_balance as hmb
-from balancers import ksm_same_os_score, max_vms, vm_balance
-from proxy import registry
+from balancers import _common, ksm_same_os_score, max_vms, vm_balance
+from proxy import registry, whatif
 
 MB = 1024 * 1024
 BALANCERS = Path(__file__).resolve().parent.parent / "balancers"
 
 
-def host(hid, free_mb=None, sched_mb=100_000, *, active_vms=0, cpu=None, threads=4, status="up"):
+def host(hid, free_mb=None, sched_mb=100_000, *, active_vms=0, cpu=None, threads=4, status="up",
+         mem_mb=16_000):
     return SimpleNamespace(
-        id=hid, status=status, active_vms=active_vms, cpu_usage=cpu, cpu_threads=threads,
+        id=hid, name=hid, status=status, active_vms=active_vms, cpu_usage=cpu, cpu_threads=threads,
+        memory=None if mem_mb is None else mem_mb * MB,
         free_memory=None if free_mb is None else free_mb * MB,
         max_scheduling_memory=None if sched_mb is None else sched_mb * MB)
 
 
 def vm(vid, host_id, mem_mb=1024, *, status="up", os_type="rhel_8x64", cpu=None, vcpus=1):
-    return SimpleNamespace(id=vid, host_id=host_id, memory=mem_mb * MB, status=status,
+    return SimpleNamespace(id=vid, name=vid, host_id=host_id, memory=mem_mb * MB, status=status,
                            os_type=os_type, cpu_usage=cpu, vcpus=vcpus)
 
 
@@ -35,6 +37,7 @@ ENGINE_SYNTAX = re.compile(r"(?:[a-z_A-Z0-9]+=[^;]*(?:;[a-z_A-Z0-9]+=[^;]*)*;?)?
 EXPECTED_UNITS = {
     ("balance", "host_memory_balance"), ("balance", "vm_balance"),
     ("balance", "cpu_memory_even_distribution"), ("balance", "even_load"), ("filter", "max_vms"),
+    ("filter", "enforcing_affinity"),
     ("score", "even_vm_distribution"), ("score", "ksm_same_os_score"),
 }
 
@@ -71,8 +74,10 @@ def test_the_parameter_maps_the_engine_knows_stay_as_they_were():
         "cpu_memory_even_distribution": "HighUtilization=^([5-9][0-9])$;"
                                          "CpuOverCommitDurationMinutes=^([1-9][0-9]*)$;"
                                          "MaxFreeMemoryForOverUtilized=^([1-9][0-9]*)$;"
-                                         "MinFreeMemoryForUnderUtilized=^([1-9][0-9]*)$",
+                                         "MinFreeMemoryForUnderUtilized=^([1-9][0-9]*)$;"
+                                         "MinimumCpuGain=^([0-9]|[1-9][0-9])$",
         "even_load": "minimum_gain=[0-9]*;cpu_hot_minutes=[0-9]*",
+        "enforcing_affinity": "",
         "even_vm_distribution": "",
         "ksm_same_os_score": "",
     }
@@ -89,9 +94,9 @@ def regex_map(props):
     (max_vms, "max_vms", {"maximum_vm_count": "10"}, {"maximum_vm_count": "ten"}),
     (even_distribution, "cpu_memory_even_distribution",
      {"HighUtilization": "80", "CpuOverCommitDurationMinutes": "2",
-      "MaxFreeMemoryForOverUtilized": "1024", "MinFreeMemoryForUnderUtilized": "4096"},
+      "MaxFreeMemoryForOverUtilized": "1024", "MinFreeMemoryForUnderUtilized": "4096", "MinimumCpuGain": "0"},
      {"HighUtilization": "100", "CpuOverCommitDurationMinutes": "0",
-      "MaxFreeMemoryForOverUtilized": "0", "MinFreeMemoryForUnderUtilized": "x"}),
+      "MaxFreeMemoryForOverUtilized": "0", "MinFreeMemoryForUnderUtilized": "x", "MinimumCpuGain": "100"}),
 ])
 def test_regexes_accept_what_the_unit_parses_and_refuse_garbage(module, cls, good, bad):
     regexes = regex_map(getattr(module, cls).properties_validation)
@@ -141,12 +146,38 @@ def test_safe_mode_moves_the_smallest_vm_to_every_host_it_fits():
     assert hmb.choose(hosts, vms, T, safe=True) == ("a", ["h2", "h3"])
 
 
-def test_aggressive_mode_moves_the_smallest_vm_that_covers_the_shortfall():
+def test_both_modes_move_the_smallest_vm_that_covers_the_shortfall():
     hosts = [host("h1", 100), host("h2", 3000), host("h3", 1000)]
     vms = [vm("a", "h1", 256), vm("b", "h1", 600), vm("c", "h1", 2048), vm("d", "h1", 4000)]
     # missing 400 MB: 'a' is too small; 'b' only fits h2 (room 2500), not h3 (room 500)
     assert hmb.choose(hosts, vms, T, safe=False) == ("b", ["h2"])
-    assert hmb.choose(hosts, vms, T, safe=True) == ("a", ["h2", "h3"])
+    assert hmb.choose(hosts, vms, T, safe=True) == ("b", ["h2"])
+
+
+def test_when_no_vm_covers_the_shortfall_safe_mode_moves_the_smallest():
+    hosts = [host("h1", 0), host("h2", 1000)]
+    vms = [vm("a", "h1", 100), vm("b", "h1", 200), vm("c", "h1", 5000)]
+    assert hmb.choose(hosts, vms, T, safe=True) == ("a", ["h2"])
+
+
+def test_equal_memory_goes_to_the_idler_vm():
+    hosts = [host("h1", 100), host("h2", 3000)]
+    vms = [vm("busy", "h1", 600, cpu=80), vm("idle", "h1", 600, cpu=5)]
+    assert hmb.choose(hosts, vms, T) == ("idle", ["h2"])
+
+
+def test_the_next_short_host_is_tried_when_the_first_has_nothing_that_can_move():
+    hosts = [host("h1", 100), host("h2", 300), host("h3", 3000)]
+    vms = [vm("big", "h1", 9000), vm("small", "h2", 256)]
+    assert hmb.choose(hosts, vms, T) == ("small", ["h3"])
+
+
+def test_a_move_that_would_raise_the_memory_spread_is_not_offered():
+    # h1 is a small host short of memory, but in proportion emptier than the big h2
+    hosts = [host("h1", 400, mem_mb=2000), host("h2", 4000, mem_mb=200_000), host("h3", 12000, mem_mb=16000)]
+    vms = [vm("a", "h1", 256)]
+    assert hmb.choose(hosts, vms, T) == ("a", ["h3"])
+    assert hmb.choose(hosts[:2], vms, T) is None
 
 
 def test_aggressive_mode_falls_back_to_the_largest_vm_that_fits():
@@ -230,11 +261,29 @@ def test_ksm_prefers_hosts_running_more_vms_of_the_same_os():
 
 # --- cpu_memory_even_distribution ------------------------------------------------------
 
-def test_cpu_source_moves_its_least_loaded_vm_and_may_stay():
+def test_cpu_source_moves_the_cheapest_vm_that_takes_it_under_the_mark_and_may_stay():
     hosts = [host("h1", cpu=90, active_vms=2), host("h2", cpu=20), host("h3", cpu=70)]
     vms = [vm("busy", "h1", cpu=50, vcpus=1), vm("idle", "h1", cpu=10, vcpus=2)]
-    # h3 is above the low mark min(64, 70) = 64, so only h2 is a destination
-    assert even_distribution.choose(hosts, vms) == ("idle", ["h2", "h1"])
+    # h3 is above the low mark min(64, 70) = 64, so only h2 is a destination; moving idle
+    # (5 points of h1) leaves h1 at 85 %, busy (12.5 points) takes it to 77.5 %
+    assert even_distribution.choose(hosts, vms) == ("busy", ["h2", "h1"])
+    assert even_distribution.choose(hosts, vms[1:]) == ("idle", ["h2", "h1"])  # gains 10 points
+
+
+def test_a_cpu_move_must_gain_the_margin():
+    hosts = [host("h1", cpu=90, active_vms=2), host("h2", cpu=20)]
+    vms = [vm("idle", "h1", cpu=4, vcpus=1), vm("zero", "h1", cpu=0)]
+    # idle: 1 point off h1, 1 onto h2: the gap shrinks by 2 points
+    assert even_distribution.choose(hosts, vms) is None
+    assert even_distribution.choose(hosts, vms, gain=2) == ("idle", ["h2", "h1"])
+    assert even_distribution.choose(hosts, vms[1:], gain=0) == ("zero", ["h2", "h1"])
+
+
+def test_without_readings_that_cover_the_duration_no_cpu_load_is_sustained():
+    hosts = [host("h1", cpu=90, active_vms=1), host("h2", cpu=20)]
+    vms = [vm("busy", "h1", cpu=50)]
+    assert even_distribution.choose(hosts, vms, sustained=set()) is None
+    assert even_distribution.choose(hosts, vms, sustained={"h1"}) == ("busy", ["h2", "h1"])
 
 
 def test_cpu_destination_that_the_vm_would_overload_is_skipped():
@@ -259,7 +308,7 @@ def test_memory_path_runs_when_no_cpu_move_exists():
 def test_cpu_moves_come_before_memory_moves():
     hosts = [host("h1", sched_mb=500, cpu=30, active_vms=2), host("h2", sched_mb=8000, cpu=10),
              host("h3", sched_mb=8000, cpu=85, active_vms=1)]
-    vms = [vm("m", "h1", 1024), vm("n", "h1", 1024), vm("c", "h3", 1024, cpu=5)]
+    vms = [vm("m", "h1", 1024), vm("n", "h1", 1024), vm("c", "h3", 1024, cpu=40)]
     assert even_distribution.choose(hosts, vms, max_free=1000 * MB) == ("c", ["h2", "h3"])
 
 
@@ -284,7 +333,7 @@ def clusters(draw, max_hosts=8):
     n = draw(st.integers(0, max_hosts))
     hosts = [host(f"h{i}", draw(mostly(st.integers(0, 4000))), draw(mostly(st.integers(0, 6000))),
                   active_vms=draw(mostly(st.integers(0, 12))), cpu=draw(mostly(st.integers(0, 100))),
-                  threads=draw(st.integers(1, 16)))
+                  threads=draw(st.integers(1, 16)), mem_mb=draw(mostly(st.integers(4001, 64000))))
              for i in range(n)]
     host_ids = [h.id for h in hosts] * 4 + ["elsewhere", None]
     vms = [vm(f"v{j}", draw(st.sampled_from(host_ids)), draw(st.integers(1, 2000)),
@@ -305,71 +354,75 @@ def memory_cases(draw):
     return hosts, vms, threshold
 
 
-def expected_source(hosts, threshold):
-    over = [h for h in hosts if h.free_memory is not None and h.free_memory <= threshold]
-    return min(over, key=lambda h: h.free_memory) if over else None
+def ic_mem(hosts, moved=None):
+    """Ic_mem as proxy/whatif.py works it out, after moving (memory, source, target) if given."""
+    free = {h.id: h.free_memory for h in hosts}
+    if moved:
+        memory, source, target = moved
+        for hid, delta in ((source, memory), (target, -memory)):
+            if free[hid] is not None:
+                free[hid] += delta
+    return whatif.spread([(h.memory - free[h.id]) / h.memory for h in hosts
+                          if h.memory and free[h.id] is not None])[0]
 
 
-def eligible_vms(hosts, vms, threshold, source):
-    largest = max((hmb.room(h, threshold) for h in hosts
-                   if h.free_memory is not None and h.free_memory > threshold), default=0)
-    return [v for v in vms if v.host_id == source.id and v.status == "up" and v.memory <= largest]
+def feasible(hosts, vms, threshold):
+    """{source id: [(VM, [target ids])]}: every move the balancer may make, worked out one by
+    one (the spread test is the unit's own, checked against whatif below)."""
+    spread = _common.MemorySpread(hosts)
+    found = {}
+    for source in hosts:
+        if source.free_memory is None or source.free_memory > threshold:
+            continue
+        for v in vms:
+            if v.host_id != source.id or v.status != "up":
+                continue
+            targets = [h.id for h in hosts if h.id != source.id and h.free_memory is not None
+                       and h.free_memory > threshold and v.memory <= hmb.room(h, threshold)
+                       and spread.lowers(source, h, v.memory)]
+            if targets:
+                found.setdefault(source.id, []).append((v, targets))
+    return found
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(memory_cases(), st.booleans())
-def test_memory_answer_is_a_vm_on_the_source_that_fits_every_candidate(case, safe):
+def test_memory_answer_is_a_move_off_the_shortest_host_that_has_one(case, safe):
     hosts, vms, threshold = case
+    hosts = list({h.id: h for h in hosts}.values())
     answer = hmb.choose(hosts, vms, threshold, safe)
-    source = expected_source(hosts, threshold)
+    moves = feasible(hosts, vms, threshold)
     if answer is None:
-        assert source is None or not eligible_vms(hosts, vms, threshold, source)
+        assert not moves  # no host stays short while some move could still help it
         return
     vm_id, candidates = answer
     chosen = next(v for v in vms if v.id == vm_id)
-    by_id = {h.id: h for h in hosts}
-    assert chosen.host_id == source.id and chosen.status == "up"
-    assert candidates and len(set(candidates)) == len(candidates)
-    assert source.id not in candidates
-    assert set(candidates) <= set(by_id)
-    for hid in candidates:
-        assert by_id[hid].free_memory > threshold
-        assert chosen.memory <= hmb.room(by_id[hid], threshold)
-    # and no fitting target was left out
-    assert [h.id for h in hosts if h.free_memory is not None and h.free_memory > threshold
-            and chosen.memory <= hmb.room(h, threshold)] == candidates
+    shortest = min((h for h in hosts if h.id in moves), key=lambda h: h.free_memory)
+    assert chosen.host_id == shortest.id
+    assert dict((v.id, t) for v, t in moves[shortest.id])[vm_id] == candidates
+    options = sorted((v for v, _ in moves[shortest.id]), key=_common.cost_key)
+    missing = threshold - shortest.free_memory
+    lifting = [v for v in options if v.memory > missing]
+    expected = lifting[0] if lifting else options[0] if safe else max(options, key=lambda v: v.memory)
+    assert chosen.memory == expected.memory
 
 
-def chosen_and_eligible(case, safe):
-    """(the VM the balancer chose, the VMs it could have chosen, the source), or None when
-    there was no eligible VM, in which case the balancer must have answered None."""
+@settings(deadline=None)
+@given(memory_cases())
+def test_the_spread_test_agrees_with_the_what_if_figures(case):
     hosts, vms, threshold = case
-    answer = hmb.choose(hosts, vms, threshold, safe=safe)
-    source = expected_source(hosts, threshold)
-    eligible = eligible_vms(hosts, vms, threshold, source) if source else []
-    if not eligible:
-        assert answer is None
-        return None
-    return next(v for v in vms if v.id == answer[0]), eligible, source
-
-
-@settings(max_examples=300)
-@given(memory_cases())
-def test_safe_mode_picks_the_smallest_eligible_vm(case):
-    found = chosen_and_eligible(case, safe=True)
-    if found:
-        chosen, eligible, _ = found
-        assert chosen.memory == min(v.memory for v in eligible)
-
-
-@settings(max_examples=300)
-@given(memory_cases())
-def test_aggressive_mode_covers_the_shortfall_when_it_can(case):
-    found = chosen_and_eligible(case, safe=False)
-    if found:
-        chosen, eligible, source = found
-        covering = [v.memory for v in eligible if v.memory > case[2] - source.free_memory]
-        assert chosen.memory == (min(covering) if covering else max(v.memory for v in eligible))
+    hosts = list({h.id: h for h in hosts}.values())
+    spread = _common.MemorySpread(hosts)
+    before = ic_mem(hosts)
+    for source in hosts:
+        for target in hosts:
+            for memory in (MB, 256 * MB, 2000 * MB):
+                after = ic_mem(hosts, (memory, source.id, target.id))
+                if source.id != target.id and spread.lowers(source, target, memory):
+                    assert after < before or after == before == ic_mem(
+                        [h for h in hosts if h.id not in (source.id, target.id)])  # neither counts
+                elif after < before - 1e-6 and source.id != target.id:
+                    raise AssertionError(f"{source.id} -> {target.id} lowers Ic_mem {before} -> {after}")
 
 
 @given(memory_cases(), st.booleans())
@@ -402,7 +455,9 @@ def test_vm_balance_moves_from_over_the_limit_to_under_it(cluster, maximum):
     by_id = {h.id: h for h in hosts}
     chosen = next(v for v in vms if v.id == vm_id)
     source = by_id[chosen.host_id]
-    assert chosen.status == "up" and source.active_vms == max(h.active_vms for h in counted)
+    # the busiest host that has a running VM to give
+    givers = [h for h in counted if any(v.host_id == h.id and v.status == "up" for v in vms)]
+    assert chosen.status == "up" and source.active_vms == max(h.active_vms for h in givers)
     assert candidates and all(by_id[c].active_vms < maximum for c in candidates)
     assert source.id not in candidates
 

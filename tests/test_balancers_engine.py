@@ -9,13 +9,14 @@ tiny1 1024 MB; host2 40960 MB free, 2 VMs; host3 51200 MB free, 1 VM; host4 2048
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from balancers.enforcing_affinity import enforcing_affinity
 from balancers.even_distribution import cpu_memory_even_distribution
 from balancers.even_vm_distribution import even_vm_distribution
 from balancers.host_memory_balance import host_memory_balance
 from balancers.ksm_same_os_score import ksm_same_os_score
 from balancers.max_vms import max_vms
 from balancers.vm_balance import vm_balance
-from proxy import engine, state
+from proxy import balancing, engine, state
 from proxy.snapshot import validate_snapshot
 from proxy.sim import SimulatedEngine
 from proxy.sim.generate import generate_snapshot
@@ -38,12 +39,16 @@ def test_memory_balance_moves_the_smallest_vm_off_host1(bound_engine):
     assert host_memory_balance().do_balance(HOSTS, {}) == (TINY1, [H2, H3, H4])
 
 
-def test_memory_balance_aggressive_mode_is_reachable_with_the_string_false(bound_engine):
+def test_memory_balance_moves_the_smallest_vm_that_covers_the_shortfall_in_both_modes(bound_engine):
     # 3000 MB threshold: host1 misses 2600 MB, so the smallest VM that covers it is web1.
     unit = host_memory_balance()
     args = {"minimum_host_memoryMB": "3000", "safe_selection": "False"}
     assert unit.do_balance(HOSTS, args) == (WEB1, [H2, H3, H4])
-    assert unit.do_balance(HOSTS, {**args, "safe_selection": "True"}) == (TINY1, [H2, H3, H4])
+    assert unit.do_balance(HOSTS, {**args, "safe_selection": "True"}) == (WEB1, [H2, H3, H4])
+    # 10000 MB: no single VM covers 9600 MB; safe_selection says which one goes first
+    args = {"minimum_host_memoryMB": "10000"}
+    assert unit.do_balance(HOSTS, args) == (TINY1, [H2, H3, H4])
+    assert unit.do_balance(HOSTS, {**args, "safe_selection": "False"}) == (DB1, [H2, H3, H4])
 
 
 def test_memory_balance_lists_only_hosts_the_vm_fits(bound_engine):
@@ -152,11 +157,23 @@ def test_even_distribution_has_nothing_to_do_at_the_engine_defaults(bound_engine
     assert cpu_memory_even_distribution().do_balance(HOSTS, {"HighUtilization": "80"}) is None
 
 
-def test_even_distribution_moves_the_least_loaded_vm_off_a_cpu_source(bound_engine):
-    # High 70: host1 (72 %) is a source; destinations below min(56, 60): host3, host4, host2.
-    # tiny1 is the least loaded VM (5 % × 1 vCPU); the source comes last so it may stay.
-    assert cpu_memory_even_distribution().do_balance(HOSTS, {"HighUtilization": "70"}) == (
-        TINY1, [H3, H4, H2, H1])
+def test_even_distribution_moves_a_vm_off_a_sustained_cpu_source(bound_engine):
+    # High 70: host1 (72 %) is a source once a reading 3 minutes old shows it over 70 too;
+    # destinations below min(56, 60): host3, host4, host2.  The source comes last so it may stay.
+    unit = cpu_memory_even_distribution()
+    assert unit.do_balance(HOSTS, {"HighUtilization": "70"}) is None  # no history yet
+    read_at = engine.snapshot().read_at
+    try:
+        balancing.bind(history=[balancing.Reading(1, read_at - 180, {H1: 75.0}, {})])
+        # app1 is the cheapest VM whose move takes host1 under 70 %; only host4 (16 threads, like
+        # host1) gains the 5 points MinimumCpuGain asks: on 32 threads its load counts half
+        assert unit.do_balance(HOSTS, {"HighUtilization": "70"}) == (APP1, [H4, H1])
+        assert unit.do_balance(HOSTS, {"HighUtilization": "70", "MinimumCpuGain": "0"}) == (
+            APP1, [H3, H4, H2, H1])
+        balancing.bind(history=[balancing.Reading(1, read_at - 180, {H1: 65.0}, {})])
+        assert unit.do_balance(HOSTS, {"HighUtilization": "70"}) is None  # it dipped under
+    finally:
+        balancing.bind(history=())
 
 
 def test_even_distribution_memory_path(bound_engine):
@@ -165,8 +182,8 @@ def test_even_distribution_memory_path(bound_engine):
     assert unit.do_balance(HOSTS, args) == (TINY1, [H3, H2, H4, H1])
     args["MinFreeMemoryForUnderUtilized"] = "30000"
     assert unit.do_balance(HOSTS, args) == (TINY1, [H3, H2, H1])
-    bound_engine.update_vm(TINY1, cpu_usage=90)  # 90 % × 1 vCPU is now more than app1's 40
-    assert unit.do_balance(HOSTS, args) == (APP1, [H3, H2, H1])
+    bound_engine.update_vm(TINY1, cpu_usage=90)  # a busy VM, but still the least memory to move
+    assert unit.do_balance(HOSTS, args) == (TINY1, [H3, H2, H1])
     bound_engine.update_host(H1, max_scheduling_memory_mb=4096)
     assert unit.do_balance(HOSTS, args) is None
 
@@ -234,3 +251,27 @@ def test_every_unit_decides_the_same_from_the_engine_and_from_a_snapshot_file(ho
             engine.bind(None)
     assert shared == live
     assert from_file == live
+
+
+# --- affinity, read from the simulated engine through the SDK (config/cluster-affinity.json) ---
+
+def test_units_honour_the_affinity_the_engine_serves(affinity_engine):
+    a_hosts = [f"a0000000-0000-4000-8000-00000000000{i}" for i in range(1, 6)]
+    web1, db1, tiny1, lic1 = (f"b0000000-0000-4000-8000-0000000000{i:02d}" for i in (1, 2, 4, 9))
+    engine.bind(engine.EngineSettings(url=affinity_engine.url, user=affinity_engine.user,
+                                      password=affinity_engine.password))
+    try:
+        engine.hold(engine.read_now())  # groups and labels come with the proxy's one read
+        unit = enforcing_affinity()
+        h1, h2, h3, h4, h5 = a_hosts
+        assert unit.do_filter(a_hosts, web1, {}) == [h1, h4, h5]  # web-spread: web2, web3 elsewhere
+        assert unit.do_filter(a_hosts, db1, {}) == [h1]  # db-with-app: app1 runs on host1
+        assert unit.do_filter(a_hosts, lic1, {}) == [h4, h5]  # licensed-hosts
+        # host1 misses 7600 MB of 8000: only db1 covers it alone, but it must stay with app1
+        balance = host_memory_balance().do_balance
+        assert balance(a_hosts, {"minimum_host_memoryMB": "8000"}) == (tiny1, [h2, h3, h4, h5])
+        assert balance(a_hosts, {"minimum_host_memoryMB": "8000", "safe_selection": "False"}) == (
+            web1, [h4, h5])
+    finally:
+        engine.hold(None)
+        engine.bind(None)
