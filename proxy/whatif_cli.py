@@ -32,6 +32,7 @@ from .protocol import EngineProtocol, Record
 from .messages import Refresh
 from .refresh import Refresher
 
+PATIENCE = 5  # passes in a row with no migration before a simulation calls it settled
 log = logging.getLogger("proxy.whatif")
 
 
@@ -43,13 +44,14 @@ class _Feeder(Refresher):
         super().__init__(send, executor.versions, max_age=0.0, stale_limit=float("inf"),
                          read_timeout=executor.config.plugins.timeout)
         self.executor = executor
-        self.fed = None  # the Snapshot object the fork server holds: the same again needs no refresh
+        self.fed = None  # (Snapshot object, pass) the fork server holds: the same again needs no refresh
 
     def before_call(self, deadline):
         with self.cond:
-            if self.executor.state is self.fed and self.version:
+            fed = (self.executor.state, self.executor.passes)
+            if self.fed is not None and fed[0] is self.fed[0] and fed[1] == self.fed[1] and self.version:
                 return self.version, self.error
-            self.fed = self.executor.state
+            self.fed = fed
             self.reading = next(self.versions)
             holding.write_feed(self.executor.feed, self.executor.state, self.reading, self.executor.clock())
             self.send(Refresh(self.reading, self.read_timeout, self.token))
@@ -65,6 +67,9 @@ class FedExecutor(Executor):
         super().__init__(config, password="")
         self.feed, self.state = feed, state
         self.clock = time.time  # when each fed state is read (simulate: the round's simulated time)
+        # simulate's pass number: each pass is a new reading of the engine, even of an
+        # unchanged state (time passed: the load history a unit's hysteresis needs grows).
+        self.passes = 0
 
     def _refresher(self, gen):
         return _Feeder(self, gen.send)
@@ -80,6 +85,9 @@ def build_parser():
     p.add_argument("--interval", metavar="MINUTES", type=float, default=1.0,
                    help="simulated minutes between two passes: the engine's VdsLoadBalancingIntervalInMinutes "
                         "(default 1)")
+    p.add_argument("--patience", metavar="N", type=int, default=PATIENCE,
+                   help=f"stop once the unit answered no migration N passes in a row (default {PATIENCE}: "
+                        "time passes, and a unit with hysteresis may act later)")
     p.add_argument("--prop", metavar="KEY=VALUE", action="append", default=[],
                    help="a scheduling-policy property, as the engine sends it (repeat for more)")
     p.add_argument("--cluster", metavar="NAME", help="the cluster, when the state holds several")
@@ -109,7 +117,10 @@ def run(args):
     hosts = dryrun.default_hosts(snap, args.cluster, notes.append)
     cluster_id = snap.hosts[hosts[0]].cluster_id if hosts else None
     props = dryrun.properties(args.prop)
-    result = simulate(cfg, args.unit, snap, hosts, props, args.rounds, cluster_id, args.interval * 60)
+    if args.patience < 1:
+        raise ProxyError("--patience: give 1 or more passes")
+    result = simulate(cfg, args.unit, snap, hosts, props, args.rounds, cluster_id, args.interval * 60,
+                      args.patience)
     if args.report:
         from . import report
         report.write(args.report, args.unit, result)
@@ -130,13 +141,21 @@ class _Clock:
         return self.now
 
 
-def simulate(cfg, unit, snap, hosts, props, rounds, cluster_id=None, interval=60.0):
+
+
+def simulate(cfg, unit, snap, hosts, props, rounds, cluster_id=None, interval=60.0, patience=PATIENCE):
     """{"rounds", "before", "after", "stopped", "failed", "first", "last"}: the what-if, one
-    pass every `interval` simulated seconds."""
+    pass every `interval` simulated seconds.
+
+    A pass that migrates nothing changes no state, but time passes: a unit with hysteresis
+    (a hot spot must hold for some minutes of load history) answers nothing at first and
+    acts a few passes later, as it would live.  So the simulation stops only once the unit
+    has answered no migration `patience` passes in a row (five minutes at the engine's
+    interval: more than the engine's CpuOverCommitDurationMinutes default of 2)."""
     with fed_executor(cfg, snap) as executor:
         clock = executor.clock = _Clock(float(int(time.time())))  # whole seconds: readable "at"s
         executor.ledger = moves.Ledger.from_config(cfg, clock=clock)
-        return _rounds(executor, unit, snap, hosts, props, rounds, cluster_id, interval)
+        return _rounds(executor, unit, snap, hosts, props, rounds, cluster_id, interval, max(1, patience))
 
 
 @contextlib.contextmanager
@@ -158,13 +177,13 @@ def fed_executor(cfg, snap=None):
                 os.environ[holding.FEED_ENV] = previous
 
 
-def _rounds(executor, unit, snap, hosts, props, rounds, cluster_id, interval):
+def _rounds(executor, unit, snap, hosts, props, rounds, cluster_id, interval, patience):
     protocol = EngineProtocol(executor, executor.config.plugins.timeout)
-    first, rows, failed = snap, [], False
+    first, rows, failed, idle = snap, [], False, 0
     stopped, t0 = f"{rounds} round(s) done", executor.clock.now
     for n in range(1, rounds + 1):
         executor.clock.now = t0 + interval * n
-        executor.state = snap
+        executor.state, executor.passes = snap, n
         record = Record()
         answer = protocol.runLoadBalancing(record, unit, hosts, props)
         record.release()
@@ -175,10 +194,15 @@ def _rounds(executor, unit, snap, hosts, props, rounds, cluster_id, interval):
         vm_id, candidates = answer["result"]
         vm = snap.vms.get(vm_id)
         if not vm_id:
+            # The rounds may run out during such a streak: the stop is still "no migration".
+            idle += 1
             held = (record.outcomes[-1].get("limits") or {}).get("dropped") if record.outcomes else None
             stopped = f"the proxy answered no migration ({held['text']})" if held else \
                 "the unit answered no migration"
-            break
+            if idle >= patience:
+                break
+            continue
+        idle, stopped = 0, f"{rounds} round(s) done"
         if vm is None or vm.host_id not in snap.hosts:
             stopped = f"the unit chose VM {vm_id}, which runs on no host of the state"
             break

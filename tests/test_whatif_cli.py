@@ -117,3 +117,19 @@ def test_the_json_rounds_carry_the_candidates():
     assert code == 0
     [first, *_] = json.loads(out)["rounds"]
     assert first["to"] in first["candidates"] and first["from"] not in first["candidates"]
+
+
+def test_a_unit_with_hysteresis_acts_once_its_hot_spot_has_held_and_patience_waits_for_it():
+    # host1 runs at 72 % CPU: over HighUtilization=70 now, but cpu_memory_even_distribution
+    # wants it over for CpuOverCommitDurationMinutes=2 of load history, which the passes
+    # build one simulated minute at a time.
+    args = ("--snapshot", CLUSTER, "--prop", "HighUtilization=70", "--prop", "CpuOverCommitDurationMinutes=2", "--json")
+    code, out, err = simulate("cpu_memory_even_distribution", "--rounds", "6", *args)
+    assert code == 0, err
+    rounds = json.loads(out)["rounds"]
+    assert rounds and rounds[0]["round"] == 3 and rounds[0]["from"] == HOST1  # minutes 0, 1, 2 over 70 %
+    code, out, err = simulate("cpu_memory_even_distribution", "--rounds", "6", "--patience", "1", *args)
+    found = json.loads(out)
+    assert code == 0 and found["rounds"] == [] and found["stopped"] == "the unit answered no migration"
+    code, out, err = simulate("cpu_memory_even_distribution", "--patience", "0", *args)
+    assert code == 1 and "--patience: give 1 or more" in err
