@@ -45,7 +45,15 @@ def unit_calls(snapshot):
         ("host_memory_balance", "runLoadBalancing", ("host_memory_balance", hosts, {})),
         ("cpu_memory_even_distribution", "runLoadBalancing", ("cpu_memory_even_distribution", hosts, {})),
         ("vm_balance", "runLoadBalancing", ("vm_balance", hosts, {"maximum_vm_count": "10"})),
+        ("enforcing_affinity", "runFilters", (["enforcing_affinity"], hosts, vm, {})),
+        ("even_load", "runLoadBalancing", ("even_load", hosts, {})),
     ]
+
+
+# The steady load keeps the mix it was first measured with (the six units shipped then);
+# the units added since are in the per-unit table.
+STEADY_UNITS = 6
+VM_START_PATH = ("max_vms", "even_vm_distribution", "ksm_same_os_score", "enforcing_affinity")
 
 
 class Engine:
@@ -185,7 +193,7 @@ def main():
                     ticker.stop()
                     live.stop()
                     pss, procs = memory(shared)
-                    reads, p50, p99, n = steady_load(shared, calls, seconds, 50)
+                    reads, p50, p99, n = steady_load(shared, calls[:STEADY_UNITS], seconds, 50)
             finally:
                 if ticker:
                     ticker.stop()
@@ -193,13 +201,17 @@ def main():
                 live.stop()
                 sim.stop()
     worst = max(results.values())
+    worst_unit = max(results, key=results.get)[1]
+    # Filters and weights run inside every VM start; balancers once a minute per cluster.
+    path = max(v for (_, label), v in results.items() if label in VM_START_PATH)
     bound = seconds / MAX_AGE + 1
     print(f"\n50 calls/s for {seconds} s on {SIZES[-1][0]} hosts / {SIZES[-1][1]} VMs (max_age {MAX_AGE:g} s): "
           f"{n} calls, p50 {p50:.1f} ms, p99 {p99:.1f} ms, full engine reads {reads}")
     print(f"idle proxy holding the {SIZES[-1][0]} / {SIZES[-1][1]} snapshot: {pss:.1f} MiB PSS in all "
           f"({procs} processes)\n")
     for ok, text in [
-            (worst <= 10, f"every shipped unit p50 <= 10 ms at both sizes (worst {worst:.1f} ms)"),
+            (worst <= 10, f"every shipped unit p50 <= 10 ms at both sizes (worst {worst:.1f} ms, {worst_unit})"),
+            (path <= 10, f"  of them the filters and weights (every VM start waits for them): worst {path:.1f} ms"),
             (reads <= bound, f"full reads <= {bound:g} in {seconds} s (made {reads})"),
             (p99 <= 50, f"p99 <= 50 ms under 50 calls/s with refreshes under way ({p99:.1f} ms)"),
             (pss <= 120, f"idle PSS <= 120 MiB with the big snapshot held ({pss:.1f} MiB)")]:
