@@ -46,6 +46,13 @@ def hosts_of(snap, host_ids):
     return [snap.hosts[h] for h in unique(host_ids) if h in snap.hosts]
 
 
+def balance_inputs(host_ids):
+    """(the shared snapshot, the Up hosts among host_ids, this call's Moves): what a
+    balancer starts from."""
+    snap = engine.snapshot()
+    return snap, [h for h in hosts_of(snap, host_ids) if is_up(h)], Moves(snap)
+
+
 class RunningOn:
     """{host id: VMs up on it} read from the snapshot's per-host index only for the hosts asked
     about: a balancer with hundreds of sources looks at the VMs of the few it tries."""
@@ -60,23 +67,6 @@ class RunningOn:
 def by_host(vms):
     """`vms` as {host id: VMs up on it}: a RunningOn as it is, a list of VM records indexed."""
     return vms if isinstance(vms, RunningOn) else running_vms_by_host(vms)
-
-
-def running_on(snap, hosts):
-    """The VMs up on the given hosts, from the snapshot's per-host index (never every VM)."""
-    return [vm for h in hosts for vm in snap.vms_on(h.id) if is_up(vm)]
-
-
-def hosts_and_source_vms(host_ids, find_source):
-    """(the Up hosts among host_ids, the source find_source picks of them, the VMs up on it).
-
-    From the engine state the proxy shares: no request; only the source's VMs are looked at.
-    Hosts that left Up since the engine listed them are neither sources nor targets.
-    """
-    snap = engine.snapshot()
-    found = [h for h in hosts_of(snap, host_ids) if is_up(h)]
-    source = find_source(found)
-    return found, source, running_on(snap, [source]) if source is not None else []
 
 
 def vm_load(vm):

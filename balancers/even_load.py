@@ -95,21 +95,21 @@ class Loads:
             u = mem.get(target_id)
             if u is not None:
                 d = memory / target.memory
-                s1, q1 = sm + d, qm + d * (2 * u + d)  # (u + d)² − u²
+                new = u + d
+                s1, q1 = sm + d, qm - u * u + new * new
             s2, q2 = sc, qc
             c = cpu.get(target_id)
             if c is not None and target.cpu_threads:
                 d = load / target.cpu_threads
-                s2, q2 = sc + d, qc + d * (2 * c + d)
+                new = c + d
+                s2, q2 = sc + d, qc - c * c + new * new
             ic_mem = ic_cpu = 0.0
-            if nm and s1 > 0:
+            if nm and s1 > 0:  # _ic's arithmetic, in its order (the tests compare them exactly)
                 mean = s1 / nm
-                var = q1 / nm - mean * mean
-                ic_mem = sqrt(var) / mean if var > 0 else 0.0
+                ic_mem = sqrt(max(0.0, q1 / nm - mean * mean)) / mean
             if nc and s2 > 0:
                 mean = s2 / nc
-                var = q2 / nc - mean * mean
-                ic_cpu = sqrt(var) / mean if var > 0 else 0.0
+                ic_cpu = sqrt(max(0.0, q2 / nc - mean * mean)) / mean
             out.append((target_id, ic_mem, ic_cpu))
         return out
 

@@ -29,7 +29,7 @@ on the order the engine lists VMs in.
 """
 
 from balancers import _common
-from proxy import engine, explain, properties
+from proxy import explain, properties
 
 DEFAULT_MINIMUM_MB = 500
 DEFAULT_SAFE = True
@@ -121,9 +121,7 @@ class host_memory_balance:
         threshold, safe = params.minimum_host_memoryMB * _common.MIB, params.safe_selection
         if not hosts:
             return None
-        snap = engine.snapshot()
-        found = [h for h in _common.hosts_of(snap, hosts) if _common.is_up(h)]
-        moves = _common.Moves(snap)
+        snap, found, moves = _common.balance_inputs(hosts)
         sources = over_utilized(found, threshold)
         if sources and moves.budget_spent():
             return None

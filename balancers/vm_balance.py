@@ -8,7 +8,7 @@ cooling down stay; with the hour's migration budget used up nothing moves
 """
 
 from balancers import _common
-from proxy import engine, explain, properties
+from proxy import explain, properties
 
 PARAMS = properties.Parameters(maximum_vm_count=_common.MAXIMUM_VM_COUNT)
 
@@ -72,9 +72,7 @@ class vm_balance:
         maximum = PARAMS.parse(args).maximum_vm_count
         if not hosts:
             return None
-        snap = engine.snapshot()
-        found = [h for h in _common.hosts_of(snap, hosts) if _common.is_up(h)]
-        moves = _common.Moves(snap)
+        snap, found, moves = _common.balance_inputs(hosts)
         sources = over_limit(found, maximum)
         if sources and moves.budget_spent():
             return None

@@ -259,13 +259,19 @@ class Reader:
             raise FileNotFoundError(f"no journal at {path}")
         self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
-    def recent(self, since=None, unit=None, method=None, limit=50):
-        """The newest calls first, filtered."""
+    @staticmethod
+    def _select(since, unit):
+        """The query for calls since `since` that ran `unit` (either None: any), and its arguments."""
         sql, args = "SELECT doc FROM calls WHERE 1=1", []
         if since is not None:
             sql, args = sql + " AND time >= ?", args + [since]
         if unit:
             sql, args = sql + " AND units LIKE ?", args + [f"%,{unit},%"]
+        return sql, args
+
+    def recent(self, since=None, unit=None, method=None, limit=50):
+        """The newest calls first, filtered."""
+        sql, args = self._select(since, unit)
         if method:
             sql, args = sql + " AND method = ?", args + [method]
         rows = self.db.execute(sql + " ORDER BY time DESC LIMIT ?", args + [limit])
@@ -274,11 +280,7 @@ class Reader:
     def calls(self, since=None, unit=None, methods=None):
         """The calls, oldest first, each decoded only when the caller takes it (replay reads
         a journal of any size this way)."""
-        sql, args = "SELECT doc FROM calls WHERE 1=1", []
-        if since is not None:
-            sql, args = sql + " AND time >= ?", args + [since]
-        if unit:
-            sql, args = sql + " AND units LIKE ?", args + [f"%,{unit},%"]
+        sql, args = self._select(since, unit)
         if methods:
             sql, args = sql + f" AND method IN ({','.join('?' * len(methods))})", args + list(methods)
         for (doc,) in self.db.execute(sql + " ORDER BY time", args):
