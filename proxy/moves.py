@@ -112,8 +112,9 @@ class Ledger:
     def fill_from_journal(self, reader):
         """Take the balance answers of the journal's last lookback; returns how many moves."""
         since = self.clock() - self.lookback
-        found = moves_from_journal(reader.recent(since, method="runLoadBalancing",
-                                                 limit=self.max_entries))
+        # One entry decoded at a time (a journal's hour of balance calls, each with its hosts
+        # and reasons, read into one list held ~170 MB of the server's memory for good).
+        found = moves_from_journal(reader.calls(since, None, ("runLoadBalancing",)))[-self.max_entries:]
         self.extend(found)
         return len(found)
 

@@ -85,7 +85,10 @@ class ProxyProcess:
         cmd = [*(command or [sys.executable, "-m", "proxy"]), "serve", "--host", "127.0.0.1", "--port", "0",
                *(["--plugins", str(plugins)] if plugins else []), "--log-file", str(self.log_file), *args]
         limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile)) if nofile else None
-        self.proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **(env or {})}, preexec_fn=limit,
+        # The decision journal (and the moves it remembers) in the caller's folder, never the
+        # user's state folder: each proxy starts as a fresh install would.
+        env = {**os.environ, "STATE_DIRECTORY": str(tmp_path), **(env or {})}
+        self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, preexec_fn=limit,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             m = wait_until(lambda: self.proc.poll() is not None or re.search(

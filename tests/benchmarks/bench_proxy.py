@@ -16,7 +16,7 @@ import time
 import xmlrpc.client
 from pathlib import Path
 
-from tests.support import PLUGINS, ProxyProcess, descendants, wait_until
+from tests.support import PLUGINS, ProxyProcess, descendants, execution_processes, wait_until
 
 SPARES = 4  # plugins.spare_workers by default
 
@@ -118,14 +118,17 @@ def main():
         try:
             # Memory first, while idle: the server, its fork server and the spare workers.
             server = proxy.proc.pid
-            wait_until(lambda: len(descendants(server)) == 1 + SPARES, 30, "the spare workers")
+            # The journal's writer is a child too; the count waited for is the execution's.
+            wait_until(lambda: len(execution_processes(server)) == 1 + SPARES, 30, "the spare workers")
             below = descendants(server)
             print("Resident memory, idle (RSS; PSS counts shared pages once):")
             print(f"  server       pid {server:<7} RSS {rss_kib(server) / 1024:6.1f} MiB  "
                   f"PSS {rss_kib(server, 'Pss') / 1024:6.1f} MiB")
+            execution = execution_processes(server)
             for pid in below:
-                role = "fork server" if pid in [c for c in below if _ppid(c) == server] else "spare worker"
-                print(f"  {role:<12} pid {pid:<7} RSS {rss_kib(pid) / 1024:6.1f} MiB  "
+                role = ("journal writer" if pid not in execution else
+                        "fork server" if _ppid(pid) == server else "spare worker")
+                print(f"  {role:<14} pid {pid:<7} RSS {rss_kib(pid) / 1024:6.1f} MiB  "
                       f"PSS {rss_kib(pid, 'Pss') / 1024:6.1f} MiB")
             total_pss = sum(rss_kib(p, "Pss") for p in [server] + below) / 1024
             print(f"  total PSS {total_pss:.1f} MiB\n")

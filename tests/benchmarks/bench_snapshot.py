@@ -28,7 +28,7 @@ from pathlib import Path
 
 from proxy.sim.generate import generate_snapshot
 from tests.benchmarks.bench_proxy import rss_kib
-from tests.support import ROOT, ProxyProcess, descendants, wait_until
+from tests.support import ROOT, ProxyProcess, descendants, execution_processes, wait_until
 
 SIZES = [(200, 4_000), (1_000, 20_000)]
 MAX_AGE = 10.0
@@ -162,7 +162,8 @@ def steady_load(proxy_process, calls, seconds, rate):
 def memory(proxy, spares=4):
     """(PSS MiB, processes) once the proxy is idle: server, fork server and spares only (a
     read of the engine in progress is a transient child of its own)."""
-    wait_until(lambda: len(descendants(proxy.proc.pid)) == 1 + spares, 60, "the proxy to be idle")
+    # Idle: the fork server and its spares (and the journal's writer, counted in the PSS).
+    wait_until(lambda: len(execution_processes(proxy.proc.pid)) == 1 + spares, 60, "the proxy to be idle")
     pids = [proxy.proc.pid] + descendants(proxy.proc.pid)
     return sum(rss_kib(p, "Pss") for p in pids) / 1024, len(pids)
 
