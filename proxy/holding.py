@@ -9,6 +9,7 @@ the fork server's main loop never blocks on the engine.
 """
 
 import collections
+import ctypes
 import dataclasses
 import gc
 import logging
@@ -18,6 +19,9 @@ import shutil
 import time
 
 from . import balancing, engine, journal, moves, readers, snapshot, state
+
+# glibc's malloc_trim (absent elsewhere): hands freed heap pages back to the system.
+_malloc_trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
 
 log = logging.getLogger("proxy.holding")
 
@@ -129,6 +133,10 @@ def adopt(snap, *, static=False, stale_limit=60.0):
     engine.hold(snap.warm(), static=static, stale_limit=stale_limit)
     _remember(snap)
     gc.freeze()
+    if _malloc_trim is not None:
+        # The read's buffers and the previous snapshot are freed by now; pages malloc keeps
+        # would be mapped in every worker and copied at every fork (docs/EXECUTION.md §10).
+        _malloc_trim(0)
     log.debug("holding engine state %s", snap.summary())
 
 

@@ -76,7 +76,10 @@ class Engine:
 
 def start_proxy(workdir, url, max_age):
     config = Path(workdir) / f"proxy-{max_age:g}.toml"
-    config.write_text(f'[engine]\nurl = "{url}"\nmax_age = {max_age}\n[plugins]\ntimeout = 60.0\n')
+    # No balancing limits: a balancer called again and again on one snapshot would otherwise
+    # spend the hourly budget in 20 calls, and the proxy would stop running it.
+    config.write_text(f'[engine]\nurl = "{url}"\nmax_age = {max_age}\n[plugins]\ntimeout = 60.0\n'
+                      '[balancing]\ncooldown_minutes = 0\nmax_migrations_per_hour = 0\n')
     return ProxyProcess(Path(workdir), ROOT / "balancers", "--config", str(config),
                         env={"OVIRT_ENGINE_PASSWORD": "secret"})
 
