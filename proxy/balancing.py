@@ -4,7 +4,7 @@ last snapshots (hysteresis).
 
     from proxy import balancing
     limits = balancing.limits()          # Limits: cooling VMs, budget left, the settings
-    for move in balancing.recent_moves(): ...   # Move records of this call's cluster, oldest first
+    for move in balancing.recent_moves(): ...   # this cluster's moves of VMs still cooling, oldest first
     for reading in balancing.load_history(): ...  # Reading per earlier snapshot, oldest first
 
 The proxy sets these in the worker before the unit runs (`bind`); a unit that never calls
@@ -67,6 +67,8 @@ def limits():
 
 
 def recent_moves():
+    """This call's cluster's moves of the VMs still in their cooldown, oldest first: what a
+    unit needs not to send a VM back where it came from (A→B→A) within the cooldown."""
     return _bound.moves
 
 
