@@ -48,7 +48,9 @@ class Ledger:
                  clock=time.time, events=False):
         self.cooldown = float(cooldown_minutes) * 60.0
         self.max_per_hour = int(max_per_hour)
-        self.lookback = max(HOUR, self.cooldown)
+        # The budget counts an hour back, the cooldown its own span; with neither there is
+        # nothing to remember (a move is pruned as it is added).
+        self.lookback = max(HOUR if self.max_per_hour else 0.0, self.cooldown)
         self.max_entries = max_entries
         self.clock = clock
         # None: the engine's events are not followed (the journal is the memory); else the
