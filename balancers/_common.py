@@ -46,11 +46,17 @@ def hosts_of(snap, host_ids):
     return [snap.hosts[h] for h in unique(host_ids) if h in snap.hosts]
 
 
+def up_hosts(snap, host_ids):
+    """The Up hosts among host_ids (hosts that left Up since the engine listed them are
+    neither sources nor targets)."""
+    return [h for h in hosts_of(snap, host_ids) if is_up(h)]
+
+
 def balance_inputs(host_ids):
     """(the shared snapshot, the Up hosts among host_ids, this call's Moves): what a
     balancer starts from."""
     snap = engine.snapshot()
-    return snap, [h for h in hosts_of(snap, host_ids) if is_up(h)], Moves(snap)
+    return snap, up_hosts(snap, host_ids), Moves(snap)
 
 
 class RunningOn:

@@ -42,7 +42,7 @@ Where a snapshot differs from the engine's own view:
 """
 
 from balancers import _common
-from proxy import balancing, engine, explain, properties
+from proxy import balancing, explain, properties
 
 DEFAULT_HIGH = 80
 DEFAULT_DURATION_MINUTES = 2
@@ -222,12 +222,10 @@ class cpu_memory_even_distribution:
         min_free = params.MinFreeMemoryForUnderUtilized * _common.MIB
         if len(set(hosts or ())) < 2:
             return None
-        snap = engine.snapshot()
-        found = [h for h in _common.hosts_of(snap, hosts) if _common.is_up(h)]
+        snap, found, moves = _common.balance_inputs(hosts)
         held, short = sustained_hosts(found, high, params.CpuOverCommitDurationMinutes, snap.read_at,
                                       balancing.load_history())
         cpu_sources, mem_sources = sources(found, high, max_free, held)
-        moves = _common.Moves(snap)
         if (cpu_sources or mem_sources) and moves.budget_spent():
             return None
         # Only the sources' VMs can move: looking at every VM would grow with the engine.

@@ -235,7 +235,7 @@ def blocker(limits, recent):
 
 def decide(snap, host_ids, minimum_gain, hot_minutes, limits, recent, history):
     """(vm id, [target id]) or None, and the reason: the whole decision over plain inputs."""
-    hosts = [h for h in _common.hosts_of(snap, host_ids) if _common.is_up(h)]
+    hosts = _common.up_hosts(snap, host_ids)
     if len(hosts) < 2:
         return None, "fewer than two Up hosts: nothing to even out"
     if limits.applies and limits.budget_left == 0:

@@ -223,10 +223,11 @@ class EngineProtocol:
         self.timeout = timeout
         self.score_rows = score_rows  # protocol.score_rows: [host, score, unit] rows (proxy/score_rows.py)
 
-    def _run(self, utype, names_and_args, record, balancing=None):
+    def _run(self, utype, names_and_args, record, balancing=None, catalog=None):
         """Run the named units of one type; one value per input, FAILED where the unit failed.
-        balancing: a balance call's limits and moves (moves.to_wire), sent to its worker."""
-        catalog = self.executor.catalog()
+        balancing: a balance call's limits and moves (moves.to_wire), sent to its worker;
+        catalog: the one the caller already took (taking it looks at the plugin folder)."""
+        catalog = catalog or self.executor.catalog()
         started = time.monotonic()
         record.utype = utype
         # A name runs once however often the request names it (every name of one request
@@ -236,8 +237,7 @@ class EngineProtocol:
         args_of = {name: args for name, args in reversed(names_and_args)}
         calls, outcome, noted = [], {}, {}
         for name in distinct:
-            noted[name] = {"unit": name, "weight": None, "answer": None, "error": None,
-                           "seconds": None, "reasons": None, "version": 0}
+            noted[name] = _outcome(name)
             record.outcomes.append(noted[name])
             unit = catalog.find(utype, name)
             if unit is None:
@@ -309,10 +309,10 @@ class EngineProtocol:
         hosts = _unique(_string_list(hosts, "host ids (argument 2)"))
         properties = _properties(properties, nil_ok=True)
         record.inputs = {"hosts": hosts, "vm": "", "properties": properties}
-        ledger = self.executor.ledger
-        unit = self.executor.catalog().find("balance", name) if ledger is not None else None
+        ledger, catalog = self.executor.ledger, self.executor.catalog()
+        unit = catalog.find("balance", name) if ledger is not None else None
         if unit is None:
-            [value] = self._run("balance", [(name, [hosts, properties])], record)
+            [value] = self._run("balance", [(name, [hosts, properties])], record, catalog=catalog)
             return envelope(_checked(name, value, balance_result, hosts, record) or nothing_to_do(), record)
         refresher = getattr(self.executor.generation, "refresher", None)
         if ledger.events_after == 0 and refresher is not None:
@@ -323,7 +323,8 @@ class EngineProtocol:
         limits = ledger.limits(hosts, unit.balancing_limits, recent)
         if limits.applies and limits.budget_left == 0:
             return envelope(self._over_budget(record, name, limits, recent), record)
-        [value] = self._run("balance", [(name, [hosts, properties])], record, moves.to_wire(limits, recent))
+        [value] = self._run("balance", [(name, [hosts, properties])], record, moves.to_wire(limits, recent),
+                            catalog)
         result = _checked(name, value, balance_result, hosts, record) or nothing_to_do()
         outcome = record.outcomes[-1]
         dropped = None
@@ -343,9 +344,7 @@ class EngineProtocol:
         record.units.append(name)
         text = (f"not run: the cluster's budget of {limits.max_migrations_per_hour} migration(s) per hour "
                 "(balancing.max_migrations_per_hour) is used")
-        record.outcomes.append({"unit": name, "weight": None, "answer": None, "error": None, "seconds": None,
-                                "reasons": None, "version": 0,
-                                "limits": moves.shown(limits, recent, dropped={"why": "budget", "text": text})})
+        record.outcomes.append({**_outcome(name), "limits": moves.shown(limits, recent, dropped={"why": "budget", "text": text})})
         metrics.balance_held("budget")
         return nothing_to_do()
 
@@ -367,6 +366,12 @@ class EngineProtocol:
         if isinstance(answer, dict):  # scores: the [[host, score]] form the engine gets
             answer = [[h, clamp32(v)] for h, v in answer.items()]
         return record, answer
+
+
+def _outcome(name):
+    """A unit's entry in Record.outcomes before it has run (what the journal records of it)."""
+    return {"unit": name, "weight": None, "answer": None, "error": None, "seconds": None,
+            "reasons": None, "version": 0}
 
 
 def _cooling_text(ledger, vm_id, limits):

@@ -48,6 +48,7 @@ class _Feeder(Refresher):
 
     def before_call(self, deadline):
         with self.cond:
+            # The object itself is kept (not its id): a freed state's id may come again.
             fed = (self.executor.state, self.executor.passes)
             if self.fed is not None and fed[0] is self.fed[0] and fed[1] == self.fed[1] and self.version:
                 return self.version, self.error

@@ -212,3 +212,30 @@ def test_the_engines_event_of_a_move_the_proxy_proposed_does_not_count_twice():
                         _event(5, 62, at=clock.now - 10)])  # a user moved it again later: that counts
     assert [(m.origin, m.at) for m in ledger.recent([A])] == [("journal", clock.now - 1000),
                                                               ("events", clock.now - 10)]
+
+
+def test_with_both_limits_off_the_ledger_keeps_nothing_older_than_now():
+    clock = Clock()
+    ledger = moves.Ledger(0, 0, clock=clock)
+    for i in range(50):
+        ledger.add(Move(f"vm{i}", A, (B,), clock.now))
+        clock.now += 60  # a pass a minute, as the engine balances
+    assert len(ledger) <= 1  # an hour of answers, and nothing to remember them for
+
+
+def test_a_unit_is_sent_the_moves_of_cooling_vms_only_and_at_most_sent_max():
+    clock = Clock()
+    ledger = moves.Ledger(10, 0, clock=clock)  # a 10-minute cooldown, no budget
+    ledger.add(Move("old", A, (B,), clock.now - 20 * 60))  # past the cooldown, and no budget: not kept
+    for i in range(moves.SENT_MAX + 5):
+        ledger.add(Move(f"vm{i}", A, (B,), clock.now - 60 + i * 0.01))
+    recent = ledger.recent([A])
+    limits = ledger.limits([A], moves=recent)
+    sent = moves.to_wire(limits, recent)["moves"]
+    assert len(sent) == moves.SENT_MAX
+    assert {m["vm_id"] for m in sent} <= limits.cooling and sent[-1]["vm_id"] == f"vm{moves.SENT_MAX + 4}"
+    cooled = moves.Ledger(10, 5, clock=clock)  # the budget keeps an hour: a cooled VM stays remembered
+    cooled.add(Move("old", A, (B,), clock.now - 20 * 60))
+    recent = cooled.recent([A])
+    assert [m.vm_id for m in recent] == ["old"]
+    assert moves.to_wire(cooled.limits([A], moves=recent), recent)["moves"] == []
