@@ -20,6 +20,7 @@ def passing(snap, host_ids, vm):
 
 class enforcing_affinity:
     properties_validation = PARAMS.validation
+    reuse_worker = True  # no state kept between calls: a worker may serve the next one
 
     def do_filter(self, hosts, vm, args):
         """Lets through only hosts where the VM breaks no enforcing affinity group or label."""

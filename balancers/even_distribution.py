@@ -211,6 +211,7 @@ def sustained_hosts(hosts, high, minutes, now, readings):
 
 class cpu_memory_even_distribution:
     properties_validation = PARAMS.validation
+    reuse_worker = True  # no state kept between calls: a worker may serve the next one
 
     def do_balance(self, hosts, args):
         """Evens out CPU load sustained over HighUtilization % for CpuOverCommitDurationMinutes,

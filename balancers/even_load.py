@@ -272,6 +272,7 @@ def decide(snap, host_ids, minimum_gain, hot_minutes, limits, recent, history):
 
 class even_load:
     properties_validation = PARAMS.validation
+    reuse_worker = True  # no state kept between calls: a worker may serve the next one
 
     def do_balance(self, hosts, args):
         """Evens out memory and CPU across the hosts: the migration that most reduces

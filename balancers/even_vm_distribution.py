@@ -21,6 +21,7 @@ def scores(host_ids, counts):
 
 class even_vm_distribution:
     properties_validation = PARAMS.validation
+    reuse_worker = True  # no state kept between calls: a worker may serve the next one
 
     def do_score(self, hosts, vm, args):
         """Scores hosts by the number of VMs they run: the fewer, the better."""

@@ -112,6 +112,7 @@ def _pick(vms, destinations, missing, safe, moves):
 
 class host_memory_balance:
     properties_validation = PARAMS.validation
+    reuse_worker = True  # no state kept between calls: a worker may serve the next one
 
     def do_balance(self, hosts, args):
         """Migrates a VM off a host with minimum_host_memoryMB (default 500) or less free: the

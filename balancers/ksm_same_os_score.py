@@ -46,6 +46,7 @@ def same_os_counts(snap, host_ids, vm):
 
 class ksm_same_os_score:
     properties_validation = PARAMS.validation
+    reuse_worker = True  # no state kept between calls: a worker may serve the next one
 
     def do_score(self, hosts, vm, args):
         """Scores hosts by how many running VMs share the VM's OS type (for KSM memory

@@ -19,6 +19,7 @@ def passing(host_ids, counts, maximum):
 
 class max_vms:
     properties_validation = PARAMS.validation
+    reuse_worker = True  # no state kept between calls: a worker may serve the next one
 
     def do_filter(self, hosts, vm, args):
         """Lets through only hosts running fewer than maximum_vm_count (default 100) VMs."""

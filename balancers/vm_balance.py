@@ -65,6 +65,7 @@ def decide(hosts, vms, maximum, moves=None):
 
 class vm_balance:
     properties_validation = PARAMS.validation
+    reuse_worker = True  # no state kept between calls: a worker may serve the next one
 
     def do_balance(self, hosts, args):
         """Migrates the cheapest VM off the host running the most VMs when it runs more than

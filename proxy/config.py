@@ -132,6 +132,11 @@ SETTINGS = (
     Setting("plugins", "concurrency", int, 8, "Unit calls that may run at the same time.", None, _at_least(1)),
     Setting("plugins", "spare_workers", int, 4,
             "Worker processes forked ahead of demand, so a call does not wait for a fork.", None, _at_least(0)),
+    Setting("plugins", "worker_calls", int, 100,
+            "Calls one worker process may serve, one after another, for a unit that allows it "
+            "(reuse_worker = True on its class: it keeps no state between calls), while the engine "
+            "state it holds is current and each call ends clean. 1: a fresh process for every call.",
+            None, _at_least(1)),
     Setting("plugins", "output_limit", int, 8 * 1024 * 1024,
             "Bytes a unit may print to stdout or answer with; more is an error.", None, _at_least(1024)),
     Setting("plugins", "memory_limit", int, 1024 * 1024 * 1024,

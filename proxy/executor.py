@@ -222,7 +222,8 @@ class Executor:
         gen, concurrency = self.generation, self.config.plugins.concurrency
         return {"slots": concurrency, "slots_in_use": concurrency - self.slots.free,
                 "fork_server_pid": gen.proc.pid if gen else None, "fork_server_alive": bool(gen and gen.alive),
-                "spare_workers": len(gen.pool) if gen else 0, "catalog": gen.catalog if gen else None}
+                "spare_workers": len(gen.pool) if gen else 0, "warm_workers": gen.warm.count() if gen else 0,
+                "catalog": gen.catalog if gen else None}
 
     def stop(self):
         with self.swap_lock:

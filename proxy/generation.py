@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import messages, metrics, registry, wire
+from . import messages, metrics, registry, warm, wire
 from .errors import BadUnitOutput, ProxyBusy, ProxyError, UnitCrashed, UnitError, UnitTimeout
 
 log = logging.getLogger("proxy.generation")
@@ -37,6 +37,8 @@ class Worker:
     pid: int
     sock: socket.socket
     version: int = 0  # of the engine-state snapshot it holds
+    calls: int = 0  # calls it has answered (a warm worker serves up to plugins.worker_calls)
+    idle_since: float = 0.0  # time.monotonic() when it went back to the warm pool
 
 
 @dataclasses.dataclass
@@ -48,13 +50,14 @@ class Reply:
     reasons: dict | None = None  # the unit's explain reasons (journal)
     version: int = 0  # the snapshot its worker held (journal); 0: none
     source: str | None = None  # a balance answer's VM: its host in that snapshot (the ledger)
+    reusable: bool = False  # its worker can take the unit's next call (worker.reusable)
 
 
 _OVERRAN = object()  # _collect's mark for a call past its due time
 
 
 class Generation:
-    """One fork server and the spare workers it has handed over."""
+    """One fork server, the spare workers it has handed over, and the warm ones (warm.py)."""
 
     def __init__(self, config, password, snapshot_file=""):
         self.config = config
@@ -64,6 +67,7 @@ class Generation:
         self.fingerprint = registry.fingerprint(self.folder)
         self.cond = threading.Condition()
         self.pool = collections.deque()
+        self.warm = warm.WarmPool(config.plugins.concurrency, config.plugins.worker_calls)
         self.waiting = 0  # take_worker() calls waiting for a spare
         self.exits = collections.OrderedDict()  # pid -> messages.Exited
         self.catalog = None
@@ -170,6 +174,7 @@ class Generation:
             return
         if isinstance(msg, messages.SnapshotReady):
             self.refresher.ready(msg)
+            self.warm.older_than(msg.version)  # the next calls get spares holding the new state
         else:
             self.refresher.failed(msg)
 
@@ -194,8 +199,12 @@ class Generation:
             except OSError:
                 pass  # the reader notices the fork server is gone
 
-    def take_worker(self, deadline, min_version=0):
-        """A spare worker holding snapshot min_version or newer (older ones are dropped)."""
+    def take_worker(self, deadline, min_version=0, unit=None):
+        """A worker holding snapshot min_version or newer (older ones are dropped): a warm one
+        that served `unit` (a unit key) before, if there is one, else a spare."""
+        w = self.warm.take(unit, min_version) if unit is not None else None
+        if w is not None:
+            return w
         self.send(messages.Spawn(1))  # a replacement, forked at the fork server's next quiet moment
         with self.cond:
             self._drop_stale(min_version)
@@ -251,9 +260,12 @@ class Generation:
                 sock.close()
                 replies[i] = Reply(self._overran(calls[i]), seconds=time.monotonic() - begun)
                 continue
-            finished.append(sock)
             took = time.monotonic() - begun
             replies[i] = dataclasses.replace(self._reply(w, msg, deadline), seconds=took, version=w.version)
+            w.calls += 1
+            current = self.refresher.version if self.refresher is not None else w.version
+            if not (replies[i].reusable and self.warm.give_back(w, calls[i].unit.key, current)):
+                finished.append(sock)
         return replies, finished
 
     def _overran(self, call):
@@ -266,23 +278,29 @@ class Generation:
     def _start(self, call, deadline, token, state):
         """A worker running the call, or the UnitError that kept it from starting."""
         min_version, refresh_error = state
-        try:
-            w = self.take_worker(deadline, min_version)
-        except UnitError as e:
-            return e
-        request = messages.Request(unit=call.unit.key, method=call.unit.method, args=call.args,
-                                   timeout=max(0.0, min(deadline - time.monotonic(), call.timeout or float("inf"))),
-                                   token=token,
-                                   refresh_error=refresh_error, request_id=call.request_id,
-                                   balancing=call.balancing)
-        try:
-            w.sock.settimeout(max(0.001, deadline - time.monotonic()))
-            wire.send_frame(w.sock, messages.to_wire(request))
-            w.sock.setblocking(False)
-        except OSError:
-            w.sock.close()
-            return UnitCrashed(f"its worker {self.how_it_ended(w.pid, deadline)} before the call started")
-        return w
+        reuse = call.unit.reuse_worker and self.config.plugins.worker_calls > 1
+        for attempt in ("warm", "spare") if reuse else ("spare",):
+            try:
+                w = self.take_worker(deadline, min_version, call.unit.key if attempt == "warm" else None)
+            except UnitError as e:
+                return e
+            request = messages.Request(unit=call.unit.key, method=call.unit.method, args=call.args,
+                                       timeout=max(0.0, min(deadline - time.monotonic(), call.timeout or float("inf"))),
+                                       token=token,
+                                       refresh_error=refresh_error, request_id=call.request_id,
+                                       balancing=call.balancing,
+                                       reuse=reuse and w.calls + 1 < self.config.plugins.worker_calls)
+            try:
+                w.sock.settimeout(max(0.001, deadline - time.monotonic()))
+                wire.send_frame(w.sock, messages.to_wire(request))
+                w.sock.setblocking(False)
+                return w
+            except OSError:
+                w.sock.close()
+                if w.calls == 0:  # a spare that died unused: its call fails, with how it ended
+                    return UnitCrashed(f"its worker {self.how_it_ended(w.pid, deadline)} before the call started")
+                # A warm worker that died while idle: the call takes a spare instead.
+        return UnitCrashed("no worker could take the call")
 
     def _collect(self, inflight, due):
         """Yield (socket, (index, worker, message, None at EOF, or _OVERRAN)) as answers
@@ -323,7 +341,8 @@ class Generation:
             answer = messages.from_wire(msg, messages.Answer)
         except messages.MessageError as e:
             return Reply(BadUnitOutput(f"its worker sent a malformed answer: {e}"))
-        return Reply(answer.outcome(), answer.token, reasons=answer.reasons, source=answer.source)
+        return Reply(answer.outcome(), answer.token, reasons=answer.reasons, source=answer.source,
+                     reusable=answer.reusable and answer.error is None)
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -333,6 +352,7 @@ class Generation:
             self.retired = True
             idle, self.pool = list(self.pool), collections.deque()
             done = self.busy == 0
+        self.warm.close()
         for w in idle:
             w.sock.close()  # a spare worker exits when its socket closes
         if done:
@@ -345,6 +365,7 @@ class Generation:
             for w in self.pool:
                 w.sock.close()
             self.pool.clear()
+        self.warm.close()
         try:
             self.ctl.shutdown(socket.SHUT_RDWR)
         except OSError:

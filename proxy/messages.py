@@ -134,6 +134,7 @@ class Request:
     refresh_error: str | None = None  # why the proxy's last snapshot refresh failed
     request_id: str = ""  # the engine request's id, for the worker's log lines
     balancing: dict | None = None  # a balance call's limits and recent moves (moves.to_wire)
+    reuse: bool = False  # the server may send this worker another call of the unit afterwards
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +146,9 @@ class Answer:
     token: str | None = None
     reasons: dict | None = None
     source: str | None = None  # a balance answer's VM: its host in the snapshot held (the ledger)
+    # The worker can take another call of the same unit: the call succeeded and left no thread,
+    # no child process and no big allocation behind (worker.reusable).
+    reusable: bool = False
 
     @classmethod
     def failed(cls, error, token=None, reasons=None):

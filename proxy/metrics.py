@@ -150,6 +150,8 @@ class _State(Collector):
         yield _gauge("slots_in_use", "Unit calls running now.", s["slots_in_use"])
         yield _gauge("fork_server_up", "1 while the fork server runs.", int(s["fork_server_alive"]))
         yield _gauge("workers_spare", "Forked workers waiting for a call.", s["spare_workers"])
+        yield _gauge("workers_warm", "Workers that answered a call and wait for their unit's next one "
+                     "(units with reuse_worker = True).", s["warm_workers"])
         alive = worker_processes(s["fork_server_pid"]) if s["fork_server_alive"] else 0
         if alive is not None:
             yield _gauge("workers_alive", "Processes under the fork server: spare and busy workers, "

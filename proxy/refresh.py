@@ -5,8 +5,10 @@ rules, each for a reason:
 - single flight: one read at a time; calls that need it wait for that read, never start
   another (the engine serves the whole proxy, not each call);
 - refresh ahead: while calls keep coming, the next read starts shortly before the held
-  snapshot reaches max_age (by about 1.5 × the last read's duration), so in steady state
-  no call waits for a read;
+  snapshot reaches max_age (by about 1.2 × the longest of the last reads, measured from the
+  request to the snapshot held, at most max_age / 2), so in steady state no call waits for
+  a read; a read that takes more than max_age / 2 makes calls wait, and the log says to
+  raise engine.max_age;
 - bounded by time, not calls: reads start only when due, so at most about one per
   max_age window however many calls arrive, and none while no call comes;
 - failures keep the last good snapshot, with a warning naming the engine's error, until
@@ -14,6 +16,7 @@ rules, each for a reason:
 The clock is injectable so tests control time instead of sleeping.
 """
 
+import collections
 import logging
 import threading
 import time
@@ -23,8 +26,13 @@ from .messages import Refresh
 
 log = logging.getLogger("proxy.refresh")
 
-LEAD_FACTOR = 1.5  # start the next read this many last-read durations before max_age
-LEAD_MIN = 0.05  # seconds
+LEAD_FACTOR = 1.2  # start the next read this many read durations before max_age...
+LEAD_MIN = 0.05  # ...plus this many seconds
+LEAD_READS = 3  # the read duration that counts: the longest of the last this many
+# The lead is at most max_age × LEAD_CAP: a read starts at most every max_age × (1 - LEAD_CAP)
+# + its duration, so reads stay about one per max_age even on a slow engine (the issue's bound:
+# at most 60 / max_age + 1 a minute).
+LEAD_CAP = 0.5
 LOG_REPEAT = 60.0  # seconds between two log lines for the same engine failure
 
 
@@ -38,6 +46,8 @@ class Refresher:
         self.version = 0  # of the snapshot the fork server holds; 0: none yet
         self.read_at = None
         self.read_seconds = 0.0
+        self.durations = collections.deque(maxlen=LEAD_READS)  # request to snapshot held, seconds
+        self._slow_logged = False
         self.reading = 0  # version of the read in flight; 0: none
         self.last_start = None  # clock() when the newest read started
         self.error = None  # why the newest read failed, while no newer snapshot is held
@@ -80,8 +90,12 @@ class Refresher:
         if self.error is not None or self.read_at is None:
             # Failing (or never read): retry at most once per max_age.
             return self.last_start is None or now - self.last_start >= self.max_age
-        lead = max(LEAD_MIN, min(self.max_age / 4, LEAD_FACTOR * self.read_seconds))
-        return now - self.read_at >= self.max_age - lead
+        return now - self.read_at >= self.max_age - self.lead()
+
+    def lead(self):
+        """How long before max_age the next read starts (seconds)."""
+        longest = max(self.durations, default=self.read_seconds)
+        return min(self.max_age * LEAD_CAP, LEAD_FACTOR * longest + LEAD_MIN)
 
     def _start_read(self, now):
         self.reading = next(self.versions)
@@ -98,6 +112,9 @@ class Refresher:
         if self.ledger is not None and msg.events is not None:
             self.ledger.take_events(msg.events)
         with self.cond:
+            # The first read's time includes the fork server's start: it says nothing of the engine.
+            if self.version and self.last_start is not None and msg.version == self.reading:
+                self.durations.append(max(msg.read_seconds, self.clock() - self.last_start))
             self.version, self.read_at, self.read_seconds = msg.version, msg.read_at, msg.read_seconds
             if self.error is not None:
                 log.info("the engine can be read again")
@@ -106,6 +123,20 @@ class Refresher:
         metrics.set_snapshot(msg.version, msg.read_at)
         metrics.engine_request("snapshot", failed=False)
         log.info("engine state %s", msg.summary)
+        self._warn_if_slow()
+
+    def _warn_if_slow(self):
+        """Once: reads so slow, LEAD_READS times in a row, that refreshing ahead cannot keep
+        the snapshot under max_age."""
+        if self.max_age <= 0:
+            return  # every call reads anew (the what-if feeder): nothing to refresh ahead of
+        slow = [d for d in self.durations if LEAD_FACTOR * d + LEAD_MIN > self.max_age * LEAD_CAP]
+        if len(slow) == LEAD_READS and not self._slow_logged:
+            longest = max(slow)
+            self._slow_logged = True
+            log.warning("a read of the engine's state takes %.1f s, more than half of engine.max_age "
+                        "(%g s): calls will wait for reads; raise engine.max_age to at least %.0f s",
+                        longest, self.max_age, 2 * (LEAD_FACTOR * longest + LEAD_MIN) + 1)
 
     def failed(self, msg):
         self.on_token(msg.token)

@@ -43,6 +43,10 @@ class Unit:
     # A balance unit's `balancing_limits = False` opts out of the cooldown and the budget:
     # it sees Limits(applies=False) and the proxy enforces nothing on its answers.
     balancing_limits: bool = True
+    # `reuse_worker = True` says the unit keeps no state between calls: one worker may then
+    # serve its calls one after another (plugins.worker_calls), saving the fork per call.
+    # Without it every call gets a fresh process, so a unit's module state never carries over.
+    reuse_worker: bool = False
 
     @property
     def key(self):
@@ -120,7 +124,8 @@ def units_of(module, file_name):
                 continue
             doc = inspect.getdoc(getattr(cls, method)) or ""
             units.append(Unit(utype, cls_name, file_name, " ".join(doc.split()), props,
-                              getattr(cls, "balancing_limits", True) is not False))
+                              getattr(cls, "balancing_limits", True) is not False,
+                              getattr(cls, "reuse_worker", False) is True))
     return units, rejections
 
 

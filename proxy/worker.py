@@ -1,4 +1,5 @@
-"""What runs inside one forked worker: exactly one unit call, then exit.
+"""What runs inside one forked worker: one unit call, then exit; or, for a unit that keeps no
+state between calls (registry.Unit.reuse_worker), more calls of that unit while each ends clean.
 
 The worker was forked from the warm fork server, so the SDK and the plugin modules are
 already imported and the call costs no interpreter start.  It answers over its own
@@ -20,6 +21,9 @@ from .errors import BadUnitOutput, EngineUnavailable, UnitError, UnitNotFound, U
 
 log = logging.getLogger("proxy.worker")
 STDERR_LIMIT = 64 * 1024  # bytes of a call's stderr kept; the rest is dropped
+# A worker that grew by more than this during its calls is not reused: memory a unit took
+# and Python kept would stay with every idle warm worker (bytes of resident memory).
+REUSE_GROWTH_MAX = 64 * 1024 * 1024
 
 
 class StdoutCapture:
@@ -111,6 +115,15 @@ class _Forgiving(io.RawIOBase):
             return len(data)
 
 
+def _writes_to_fd(handler, fd):
+    if not isinstance(handler, logging.StreamHandler) or not getattr(handler.stream, "fileno", None):
+        return False
+    try:
+        return handler.stream.fileno() == fd
+    except (OSError, ValueError):
+        return False
+
+
 class StderrCapture:
     """Points fd 2 at a sealed in-memory file of `limit` bytes; log() puts what the unit
     wrote there in the proxy's log, on one line with the request id and the unit's name,
@@ -121,15 +134,11 @@ class StderrCapture:
     def __init__(self, limit):
         self.limit = limit
         sys.stderr.flush()
-        log_fd = os.dup(2)  # the proxy's own log, if it goes to stderr, stays there
-        for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.StreamHandler) and getattr(handler.stream, "fileno", None):
-                try:
-                    if handler.stream.fileno() == 2:
-                        handler.setStream(io.TextIOWrapper(io.FileIO(log_fd, "w", closefd=False),
-                                                           write_through=True))
-                except (OSError, ValueError):
-                    pass
+        on_stderr = [h for h in logging.getLogger().handlers if _writes_to_fd(h, 2)]
+        if on_stderr:  # the proxy's own log, if it goes to stderr, stays there (once: a reused
+            log_fd = os.dup(2)  # worker's second capture finds the log already moved)
+            for handler in on_stderr:
+                handler.setStream(io.TextIOWrapper(io.FileIO(log_fd, "w", closefd=False), write_through=True))
         fd = os.memfd_create("unit-stderr", os.MFD_ALLOW_SEALING)
         os.ftruncate(fd, limit)
         fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK)
@@ -172,17 +181,21 @@ def _clip(text, n=200):
     return text if len(text) <= n else text[:n] + "…"
 
 
-def run_call(units, request, settings, limit, capture=None):
+def run_call(units, request, settings, limit, capture=None, resident=None):
     """Run one unit call (a messages.Request); return the encoded messages.Answer (never raises).
 
     capture: a StdoutCapture started ahead (serve() prepares one before the request
-    arrives); None to start one here.
+    arrives); None to start one here.  resident: this worker's resident bytes when it
+    became a spare; given, and asked by request.reuse, the answer says whether the worker
+    can take another call (reusable()).
     """
     try:
         value = _call_unit(units, request, settings, limit, capture)
+        again = bool(request.reuse and resident is not None and reusable(capture, resident))
         encoded = wire.encode(messages.to_wire(messages.Answer(result=value, token=engine.token(),
                                                                reasons=explain.collected(),
-                                                               source=_source_of(request, value))))
+                                                               source=_source_of(request, value),
+                                                               reusable=again)))
     except UnitError as e:
         return _failure(e)
     except (TypeError, ValueError) as e:  # the result cannot be encoded (odd types, NaN keys…)
@@ -191,6 +204,29 @@ def run_call(units, request, settings, limit, capture=None):
         return _failure(BadUnitOutput(f"answer of {len(encoded)} bytes exceeds the output limit of "
                                       f"{limit} (plugins.output_limit)"))
     return encoded
+
+
+def resident_bytes():
+    with open("/proc/self/statm", "rb") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def reusable(capture, resident):
+    """True when the call left this worker as it found it, as far as the next call of the
+    same unit can tell: stdout within its limit, no thread and no child process still
+    running (they would outlive the call's timeout), and no more than REUSE_GROWTH_MAX
+    bytes of memory kept."""
+    if capture is None or capture.overflowed():
+        return False
+    try:
+        if len(os.listdir("/proc/self/task")) != 1:
+            return False
+        with open(f"/proc/self/task/{os.getpid()}/children") as f:
+            if f.read().strip():
+                return False
+        return resident_bytes() - resident <= REUSE_GROWTH_MAX
+    except OSError:
+        return False
 
 
 def _source_of(request, value):
@@ -241,7 +277,9 @@ def _call_unit(units, request, settings, limit, capture):
 
 
 def serve(sock, units, settings, limit):
-    """Wait for the one request, answer it, and stay alive until the server has read it.
+    """Wait for a request, answer it, and stay alive until the server has read it; when the
+    answer said the worker is reusable, wait for the next request instead (the server closes
+    the socket when it wants no more: a stale snapshot, plugins.worker_calls, idle too long).
 
     Everything a call needs that does not depend on the request (the stdout capture, the
     first use of the JSON encoder) is set up while the worker waits as a spare:
@@ -252,10 +290,18 @@ def serve(sock, units, settings, limit):
     capture = StdoutCapture(limit)
     errors = StderrCapture(STDERR_LIMIT)
     wire.decode(wire.encode(messages.to_wire(messages.Answer(result=["warm-up"]))))
-    data = wire.recv_frame(sock, 1 << 30)
-    if data is None:  # the server dropped this spare worker
-        return
-    request = messages.from_wire(data, messages.Request)
-    wire.send_frame(sock, run_call(units, request, settings, limit, capture))
-    errors.log(request)  # after the answer: off the call's path
-    sock.recv(1)
+    resident = resident_bytes()
+    while True:
+        data = wire.recv_frame(sock, 1 << 30)
+        if data is None:  # the server dropped this spare (or warm) worker
+            return
+        request = messages.from_wire(data, messages.Request)
+        answer = run_call(units, request, settings, limit, capture, resident)
+        wire.send_frame(sock, answer)
+        errors.log(request)  # after the answer: off the call's path
+        if not messages.from_wire(wire.decode(answer), messages.Answer).reusable:
+            sock.recv(1)
+            return
+        # The next call of this unit starts as this one did: fresh captures, no reasons.
+        capture, errors = StdoutCapture(limit), StderrCapture(STDERR_LIMIT)
+        explain.reset()

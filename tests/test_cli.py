@@ -27,7 +27,7 @@ def test_list_shows_units_and_rejections():
     data = json.loads(cli("list", "--plugins", str(PLUGINS / "basic"), "--json").stdout)
     assert {"type": "filter", "name": "drop_marked", "module": "units.py",
             "description": "Drops hosts whose id contains the drop_marker property (default 'bad').",
-            "properties": "drop_marker=.*", "balancing_limits": True} in data["units"]
+            "properties": "drop_marker=.*", "balancing_limits": True, "reuse_worker": False} in data["units"]
     assert not any(u["module"].startswith("_") for u in data["units"])
 
 

@@ -97,10 +97,10 @@ def test_refresh_ahead_starts_the_next_read_before_max_age_so_calls_do_not_wait(
     r = make(clock, sent, max_age=10)
     r.start()
     answer(r, clock, read_seconds=1.0)
-    clock.now += 8.0  # before max_age - 1.5 × read time: not yet
+    clock.now += 8.6  # before max_age - (1.2 × read time + 0.05): not yet
     r.before_call(soon())
     assert len(sent) == 1
-    clock.now += 0.6  # within the lead: a read starts, and the call does not wait for it
+    clock.now += 0.2  # within the lead: a read starts, and the call does not wait for it
     started = time.monotonic()
     assert r.before_call(soon()) == (1, None)
     assert time.monotonic() - started < 0.5 and len(sent) == 2
@@ -122,6 +122,44 @@ def test_reads_are_bounded_by_time_not_by_calls(clock, sent):
         if r.reading:
             started_at.setdefault(r.reading, clock.now)
     assert len(sent) <= 60 / 10 + 1
+
+
+def simulate_load(r, clock, read_takes, seconds, rate=50):
+    """Calls at `rate`/s for `seconds`, each read answered `read_takes` s after it started:
+    (request times of the reads, the oldest snapshot age a call met once the first read is in)."""
+    r.start()
+    started = {r.reading: clock.now}
+    oldest = 0.0
+    for _ in range(int(seconds * rate)):
+        clock.now += 1 / rate
+        if r.reading and clock.now - started[r.reading] >= read_takes:
+            answer(r, clock, read_seconds=read_takes * 0.9)
+        if r.read_at is not None:
+            oldest = max(oldest, r.age())
+        if not r.reading:
+            r.before_call(soon())  # never waits here: a read is only started by it
+            if r.reading:
+                started[r.reading] = clock.now
+    return sorted(started.values()), oldest
+
+
+@pytest.mark.parametrize("read_takes", [0.05, 1.0, 2.5, 4.0])
+def test_refresh_ahead_keeps_up_with_slow_reads_within_the_read_bound(clock, sent, read_takes):
+    """A 1,000-host engine takes seconds to read: the next read starts early enough that no
+    call finds the snapshot past max_age, and still at most 60 / max_age + 1 reads a minute."""
+    r = make(clock, sent, max_age=10)
+    starts, oldest = simulate_load(r, clock, read_takes, 300)
+    assert oldest <= 10
+    for first in starts:
+        assert len([t for t in starts if first <= t < first + 60]) <= 60 / 10 + 1
+
+
+def test_reads_slower_than_half_max_age_are_told_to_the_admin(clock, sent, caplog):
+    r = make(clock, sent, max_age=10)
+    starts, _ = simulate_load(r, clock, 7.0, 120)
+    assert "raise engine.max_age to at least" in caplog.text
+    assert caplog.text.count("raise engine.max_age") == 1
+    assert min(b - a for a, b in zip(starts, starts[1:])) >= 10 * 0.5  # still bounded by time
 
 
 def test_an_idle_proxy_reads_nothing(clock, sent):

@@ -109,3 +109,23 @@ def test_a_plugin_named_like_a_stdlib_module_does_not_shadow_it(tmp_path):
     assert module.__name__ == "proxy_units.json"
     import sys
     assert sys.modules["json"] is json
+
+
+def test_a_unit_allows_worker_reuse_only_when_its_class_says_true():
+    module = _module('''
+class fresh:
+    def do_filter(self, hosts, vm, args):
+        pass
+class truthy_but_not_true:
+    reuse_worker = "yes"
+    def do_filter(self, hosts, vm, args):
+        pass
+class reused:
+    reuse_worker = True
+    def do_filter(self, hosts, vm, args):
+        pass
+''')
+    units, _ = registry.units_of(module, "m.py")
+    assert {u.name: u.reuse_worker for u in units} == {"fresh": False, "truthy_but_not_true": False, "reused": True}
+    catalog = registry.merge([(tuple(units), ())])
+    assert registry.Catalog.from_wire(catalog.to_wire()) == catalog
