@@ -132,6 +132,9 @@ def open_db(path):
     db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only takes effect on a new file
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")  # WAL: a crash loses at most the last entries
+    # The writer only appends: sqlite's default 2 MB page cache (filled by snapshot blobs)
+    # would stay in the writer's memory for nothing.
+    db.execute("PRAGMA cache_size=-512")
     db.executescript(SCHEMA)
     return db
 

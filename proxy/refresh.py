@@ -6,8 +6,8 @@ rules, each for a reason:
   another (the engine serves the whole proxy, not each call);
 - refresh ahead: while calls keep coming, the next read starts shortly before the held
   snapshot reaches max_age (by about 1.2 × the longest of the last reads, measured from the
-  request to the snapshot held, at most max_age / 2), so in steady state no call waits for
-  a read; a read that takes more than max_age / 2 makes calls wait, and the log says to
+  request to the snapshot held, at most 0.7 × max_age), so in steady state no call waits
+  for a read; a read that takes longer than that makes calls wait, and the log says to
   raise engine.max_age;
 - bounded by time, not calls: reads start only when due, so at most about one per
   max_age window however many calls arrive, and none while no call comes;
@@ -29,10 +29,11 @@ log = logging.getLogger("proxy.refresh")
 LEAD_FACTOR = 1.2  # start the next read this many read durations before max_age...
 LEAD_MIN = 0.05  # ...plus this many seconds
 LEAD_READS = 3  # the read duration that counts: the longest of the last this many
-# The lead is at most max_age × LEAD_CAP: a read starts at most every max_age × (1 - LEAD_CAP)
-# + its duration, so reads stay about one per max_age even on a slow engine (the bound:
-# at most 60 / max_age + 1 a minute).
-LEAD_CAP = 0.5
+# The lead is at most max_age × LEAD_CAP.  Reads then start at least max_age × (1 - LEAD_CAP / 6)
+# apart, whatever their duration (the closest is where the cap starts to bind, at a duration of
+# LEAD_CAP × max_age / LEAD_FACTOR): at the default max_age of 10 s, 8.8 s apart, at most 7 reads
+# a minute (60 / max_age + 1), and reads of up to 7 s still arrive before max_age.
+LEAD_CAP = 0.7
 LOG_REPEAT = 60.0  # seconds between two log lines for the same engine failure
 
 
@@ -134,9 +135,9 @@ class Refresher:
         if len(slow) == LEAD_READS and not self._slow_logged:
             longest = max(slow)
             self._slow_logged = True
-            log.warning("a read of the engine's state takes %.1f s, more than half of engine.max_age "
-                        "(%g s): calls will wait for reads; raise engine.max_age to at least %.0f s",
-                        longest, self.max_age, 2 * (LEAD_FACTOR * longest + LEAD_MIN) + 1)
+            log.warning("a read of the engine's state takes %.1f s, too close to engine.max_age (%g s) to "
+                        "read ahead of it: calls will wait for reads; raise engine.max_age to at least %.0f s",
+                        longest, self.max_age, (LEAD_FACTOR * longest + LEAD_MIN) / LEAD_CAP + 1)
 
     def failed(self, msg):
         self.on_token(msg.token)
