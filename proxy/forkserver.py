@@ -369,11 +369,10 @@ class ForkServer:
             self.sel.unregister(read.fd)
             while not read.feed():  # the child has exited: what is left is in the pipe
                 pass
-        if self.version:
-            # Reading the answer stalls this loop for ~0.1 s on a big engine: spares forked
-            # first (holding the snapshot still current) keep calls from waiting meanwhile.
-            for _ in range(self.spares):
-                self._fork_worker()
+        # Reading the answer stalls this loop for ~0.15 s on a big engine.  Calls meanwhile
+        # take the spares already forked, or the warm workers of the units that allow reuse
+        # (proxy/warm.py); forking extra spares first cost more (forks, then their exits, at
+        # every refresh) than the few calls that wait for a fork saved.
         snap, error, token = read.outcome(how)
         if snap is None:
             self._tell(messages.SnapshotFailed(read.version, error, token))
