@@ -7,14 +7,17 @@ when every finding is ok, 1 otherwise.
 
 `serve` runs the engine part at start and logs it, but serves anyway: the engine may
 come up later.  A wrong [engine] section is then one log line at start, not a surprise
-inside every unit call.
+inside every unit call.  It runs it as `python -m proxy.check` (main() below), a child of
+its own: the SDK it needs then never loads into the server (~19 MiB the server would keep).
 """
 
 import dataclasses
+import json
 import os
 import pwd
 import sys
 import time
+import types
 from pathlib import Path
 
 from . import config, engine, logs, metrics, policy, sdk_internals
@@ -171,3 +174,19 @@ def _user():
         return pwd.getpwuid(os.geteuid()).pw_name
     except KeyError:
         return str(os.geteuid())
+
+
+def main():
+    """`python -m proxy.check`: the engine finding of the settings on stdin (JSON: url, user,
+    password, ca_file, insecure), as JSON on stdout: {"ok", "text", "asked"}; "asked" is
+    true when the engine itself was asked (the server counts it in its metrics)."""
+    given = json.load(sys.stdin)
+    password = given.pop("password")
+    asked = []
+    metrics.engine_request = lambda source, failed: asked.append(failed)  # this process's only
+    finding = engine_finding(types.SimpleNamespace(engine=types.SimpleNamespace(**given)), password)
+    json.dump({"ok": finding.ok, "text": finding.text, "asked": bool(asked)}, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

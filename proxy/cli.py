@@ -10,11 +10,15 @@ import os
 import select
 import signal
 import sqlite3
+import subprocess
 import sys
 import threading
 import xmlrpc.client
+from pathlib import Path
 
-from . import check, dryrun, health, logs, metrics, moves, policy, replay, systemd, views
+# No module here imports the SDK (ovirtsdk4, ~19 MiB): `serve` keeps it out of the server
+# (tests/test_cli.py checks); check, dryrun --engine and replay load it when they run.
+from . import dryrun, health, logs, metrics, moves, policy, replay, systemd, views
 from . import journal as journal_mod
 from . import config as config_mod
 from .errors import ConfigError, ProxyError
@@ -25,6 +29,11 @@ from .registry import UNIT_TYPES
 from .server import ProxyServer
 
 log = logging.getLogger("proxy")
+
+# The engine check at start: the probe's own deadline (check.ENGINE_TIMEOUT, 15 s) plus the
+# child's start (the SDK's import, a busy machine).
+ENGINE_CHECK_TIMEOUT = 60.0
+_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 
 
 def _add_setting_flags(parser, names):
@@ -101,6 +110,7 @@ def main(argv=None):
             return {"journal": views.show_journal, "explain": views.show_explain,
                     "balance": dryrun.run, "replay": replay.run}[args.command](args)
         if args.command == "check":
+            from . import check
             return check.run(args.config, _overrides(args))
         if args.command == "list" and args.server:
             return list_served(args.server, args.json)
@@ -118,6 +128,7 @@ def main(argv=None):
 
 def list_units(cfg, as_json):
     logs.configure("WARNING", "")
+    from . import check
     catalog = check.catalog_of(cfg)
     if as_json:
         json.dump({"folder": str(cfg.plugin_folder), **catalog.to_wire()}, sys.stdout, indent=2)
@@ -296,17 +307,30 @@ def _monitor(cfg, executor):
 
 
 def _check_engine(cfg, password):
-    """The engine part of `check`, logged; the proxy serves whatever it finds."""
+    """The engine part of `check`, logged; the proxy serves whatever it finds.  It runs in a
+    child (`python -m proxy.check`), so the SDK never loads into the server."""
+    e = cfg.engine
+    given = {"url": e.url, "user": e.user, "password": password, "ca_file": str(e.ca_file or ""),
+             "insecure": e.insecure}
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (_PACKAGE_PARENT, os.environ.get("PYTHONPATH")) if p))
+    env.pop("OVIRT_ENGINE_PASSWORD", None)  # it travels on stdin, like the fork server's
     try:
-        finding = check.engine_finding(cfg, password, source="startup")
-    except Exception:
-        log.exception("engine check: unexpected error")
+        done = subprocess.run([sys.executable, "-m", "proxy.check"], input=json.dumps(given), text=True,
+                              capture_output=True, env=env, timeout=ENGINE_CHECK_TIMEOUT)
+        finding = json.loads(done.stdout)
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        log.error("engine check: it did not finish (%s); `ovirt-scheduler-proxy check` runs it alone",
+                  exc if not isinstance(exc, ValueError) else f"exit code {done.returncode}: "
+                  f"{done.stderr.strip()[-500:]}")
         return
-    if finding.ok:
-        log.info("engine check: %s", finding.text)
+    if finding["asked"]:
+        metrics.engine_request("startup", failed=not finding["ok"])
+    if finding["ok"]:
+        log.info("engine check: %s", finding["text"])
     else:
         log.error("engine check failed (serving anyway; units that use the engine fail until this is "
-                  "fixed, `ovirt-scheduler-proxy check` checks again): %s", finding.text)
+                  "fixed, `ovirt-scheduler-proxy check` checks again): %s", finding["text"])
 
 
 def _simulated_engine(snapshot_path):

@@ -12,7 +12,7 @@ import os
 import time
 
 from . import config as config_mod
-from . import engine, logs, readers
+from . import logs
 from .errors import ConfigError, ProxyError
 from .executor import Executor
 from .protocol import EngineProtocol, Record
@@ -67,6 +67,7 @@ def default_hosts(snap, cluster_name, say):
 
 def _engine_state(cfg):
     """The engine's state, read here as the proxy reads it, for the default hosts."""
+    from . import engine, readers  # here: the SDK loads only for --engine, never in `serve`
     e = cfg.engine
     engine.bind(engine.EngineSettings(url=e.url, user=e.user, password=cfg.engine_password(),
                                       ca_file=e.ca_file, insecure=e.insecure),

@@ -21,7 +21,6 @@ import json
 from . import config as config_mod
 from . import logs, state, views
 from .protocol import EngineProtocol, Record
-from .whatif_cli import fed_executor
 
 METHODS = ("runFilters", "runCostFunctions", "runLoadBalancing")
 _NO_RESULT = object()  # a recorded fault or internal error: its answer had no result
@@ -152,6 +151,7 @@ def run(args):
     reader = views.open_reader(args)
     since = views.parse_when(args.since) if args.since else None
     tally = Tally()
+    from .whatif_cli import fed_executor  # here: it loads the SDK, which `serve` never needs
     try:
         with fed_executor(cfg) as executor:
             replay(executor, reader, reader.calls(since, args.unit, METHODS), tally)

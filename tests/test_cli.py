@@ -127,6 +127,17 @@ def test_serve_logs_a_good_engine_check(start_proxy):
     assert line.group(1).endswith("logged in as admin@internal; oVirt Engine (simulated) 4.5-sim; read host host1")
 
 
+def test_the_server_never_loads_the_sdk(start_proxy):
+    """The engine check runs in a child, units in workers, reads in the fork server's
+    children: the SDK (~19 MiB) stays out of the server, whose memory nothing shares."""
+    p = start_proxy(ROOT / "balancers", "--simulate", str(ROOT / "config" / "cluster-small.json"))
+    wait_until(lambda: "engine check: " in p.log(), 30, "the engine check's log line")
+    hosts = [h["id"] for h in json.loads((ROOT / "config" / "cluster-small.json").read_text())["hosts"]]
+    assert xmlrpc.client.ServerProxy(p.url).runLoadBalancing("host_memory_balance", hosts, {})["result_code"] == 0
+    with open(f"/proc/{p.proc.pid}/maps") as f:
+        assert "ovirtsdk4" not in f.read()
+
+
 def test_a_slow_reload_never_delays_a_stop(start_proxy, tmp_path):
     plugins = tmp_path / "plugins"
     shutil.copytree(PLUGINS / "basic", plugins)
