@@ -167,6 +167,7 @@ class ForkServer:
         self.boot = boot
         self.version = 0  # of the snapshot held for the workers; 0: none
         self.read = None  # the refresh in progress: a holding.Read
+        self.readers_done = set()  # pids of reading children that answered and have not exited yet
         self.workers = {}  # pid -> kill deadline (None while it is not being killed)
         self.spare = Spares()
         self.pending = 0  # replacement forks asked for
@@ -198,8 +199,8 @@ class ForkServer:
                 if key.data == "wake":
                     os.read(wake_r, 4096)
                 elif key.data == "read":
-                    if self.read.feed():
-                        sel.unregister(self.read.fd)
+                    if self.read.feed():  # the whole answer: adopt it now; the child may
+                        self._finish_read()  # still be spooling it for the journal
                 elif not self._on_control():
                     running = False
                     sel.unregister(self.ctl)
@@ -298,7 +299,7 @@ class ForkServer:
         """SIGKILL every child but the workers and the state reader: what a unit started
         (setsid, a daemon's double fork) comes back here, the subreaper, when its parent ends;
         its own children come back when it dies, and the next reap finds them."""
-        known = set(self.workers) | ({self.read.pid} if self.read is not None else set())
+        known = set(self.workers) | self.readers_done | ({self.read.pid} if self.read is not None else set())
         try:
             with open(f"/proc/self/task/{os.getpid()}/children") as f:
                 children = [int(pid) for pid in f.read().split()]
@@ -336,6 +337,10 @@ class ForkServer:
         if self.read is not None and pid == self.read.pid:
             self._finish_read(how)
             return
+        if pid in self.readers_done:
+            self.readers_done.discard(pid)
+            log.log(logging.DEBUG if status == 0 else logging.WARNING, "engine state reader %d %s", pid, how)
+            return
         self.spare.at_most(len(self.workers))
         kill_at = self.workers.pop(pid, "not ours")
         if kill_at == "not ours":
@@ -363,8 +368,12 @@ class ForkServer:
         self.read = holding.Read(pid, r, refresh.version, time.monotonic() + refresh.timeout + KILL_GRACE)
         self.sel.register(r, selectors.EVENT_READ, "read")
 
-    def _finish_read(self, how):
+    def _finish_read(self, how=None):
+        """The read's answer is whole (how None: the pipe's end, the child still running)
+        or its child has exited (how: the way it ended)."""
         read, self.read = self.read, None
+        if how is None:
+            self.readers_done.add(read.pid)
         if read.fd in self.sel.get_map():
             self.sel.unregister(read.fd)
             while not read.feed():  # the child has exited: what is left is in the pipe

@@ -54,12 +54,14 @@ class Read:
         return not chunk
 
     def outcome(self, how_it_ended):
-        """(Snapshot or None, error text or None, token) once the child is reaped."""
+        """(Snapshot or None, error text or None, token) once the pipe has ended (how_it_ended
+        None) or the child is reaped."""
         os.close(self.fd)
         try:
             kind, payload, token, *events = pickle.loads(self.data)
         except Exception:  # no answer: the child died (the deadline's kill, the OOM killer)
-            return None, f"the engine state reader {how_it_ended} without an answer", None
+            how = how_it_ended or "closed its pipe"
+            return None, f"the engine state reader {how} without an answer", None
         self.events = events[0] if events else None
         return (payload, None, token) if kind == "ok" else (None, payload, token)
 
@@ -74,16 +76,18 @@ def read_in_child(write_fd, settings, refresh):
             with open(os.environ[FEED_ENV], "rb") as src, os.fdopen(write_fd, "wb") as dst:
                 shutil.copyfileobj(src, dst)
             return
+        snap = None
         try:
             with engine.connect() as conn:
                 snap = readers.read_snapshot(conn, version=refresh.version, source=settings.url)
                 events = _events(conn, refresh, snap)
-            _spool(snap)
             answer = ("ok", snap, engine.token(), events)
         except Exception as e:
             answer = ("error", engine.describe_error(e) or f"{type(e).__name__}: {e}", engine.token())
         with os.fdopen(write_fd, "wb") as f:
             pickle.dump(answer, f, protocol=pickle.HIGHEST_PROTOCOL)
+        if snap is not None:  # after the answer: the fork server adopts it at the pipe's end
+            _spool(snap)
     except BaseException:
         log.exception("the engine state reader failed")
         code = 70

@@ -89,11 +89,13 @@ class Store:
         versions no call ran on are dropped."""
         if version in self._taken:
             return
-        self._taken.add(version)
         have = self.db.execute("SELECT 1 FROM snapshots WHERE run=? AND version=?",
                                (self.run, version)).fetchone()
         spooled = self.spool / f"{version}.json.z"
-        if not have and spooled.exists():
+        if not have and not spooled.exists():
+            return  # not spooled yet (the reader spools after its answer): the next entries retry
+        self._taken.add(version)
+        if not have:
             self.db.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?)",
                             (self.run, version, time.time(), spooled.read_bytes()))
         for f in self.spool.glob("*.json.z"):

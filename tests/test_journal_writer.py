@@ -83,3 +83,18 @@ def test_the_writer_dies_with_its_server(tmp_path):
         server.wait()
         server.stdout.close()
     assert [e["id"] for e in journal.Reader(tmp_path / "j.sqlite").recent()] == ["before"]
+
+
+def test_a_snapshot_spooled_after_its_first_calls_are_stored_is_taken_with_the_next(tmp_path):
+    """The reading child spools a snapshot after handing it over: calls on it may be stored
+    first; the snapshot is taken with a later entry of that version, not lost."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    store = journal_writer.Store(str(tmp_path / "j.sqlite"), "r", str(spool), 86400.0, 1 << 30, 30.0)
+    store.write([entry(1, version=5)])
+    reader = journal.Reader(tmp_path / "j.sqlite")
+    assert reader.snapshot("r", 5) is None
+    journal.write_spool(spool, 5, {"hosts": [], "vms": []})
+    store.write([entry(2, version=5)])
+    assert reader.snapshot("r", 5) == {"hosts": [], "vms": []}
+    assert not list(spool.glob("*.json.z"))  # moved into the database

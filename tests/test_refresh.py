@@ -143,7 +143,7 @@ def simulate_load(r, clock, read_takes, seconds, rate=50):
     return sorted(started.values()), oldest
 
 
-@pytest.mark.parametrize("read_takes", [0.05, 1.0, 2.5, 4.0, 5.8, 6.8])
+@pytest.mark.parametrize("read_takes", [0.05, 1.0, 2.5, 4.0, 5.8, 6.6, 7.8])
 def test_refresh_ahead_keeps_up_with_slow_reads_within_the_read_bound(clock, sent, read_takes):
     """A 1,000-host engine takes seconds to read: the next read starts early enough that no
     call finds the snapshot past max_age, and still at most 60 / max_age + 1 reads a minute."""
@@ -157,7 +157,7 @@ def test_refresh_ahead_keeps_up_with_slow_reads_within_the_read_bound(clock, sen
 def test_reads_too_slow_to_read_ahead_are_told_to_the_admin(clock, sent, caplog):
     r = make(clock, sent, max_age=10)
     starts, _ = simulate_load(r, clock, 9.0, 120)
-    assert "raise engine.max_age to at least 17 s" in caplog.text
+    assert "raise engine.max_age to at least 15 s" in caplog.text
     assert caplog.text.count("raise engine.max_age") == 1
     assert min(b - a for a, b in zip(starts, starts[1:])) >= 10  # still bounded by time
 
