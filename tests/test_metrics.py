@@ -76,6 +76,7 @@ def test_gauges_show_slots_workers_and_units(monitored):
                    "four spare workers")
     assert (value(m, "slots"), value(m, "slots_in_use"), value(m, "fork_server_up")) == (8, 0, 1)
     assert value(m, "workers_alive") == 4  # the spares: nothing else runs under the fork server
+    assert value(m, "workers_warm") == 0  # no unit has been called
     assert value(m, "units_loaded") > 10 and value(m, "units_rejected") >= 5
     assert value(m, "engine_requests_total", source="startup") == 0  # no engine URL: nothing to ask
     assert ("process_resident_memory_bytes", ()) in m
@@ -160,3 +161,13 @@ def test_the_readme_names_only_metrics_the_proxy_exports(exported):
     named = mentioned((ROOT / "README.md").read_text())
     histograms = {n[:-len("_count")] for n in exported if n.endswith("_count")}
     assert named and named <= exported | histograms, sorted(named - exported - histograms)
+
+
+def test_a_warm_worker_shows_in_its_gauge():
+    ex = executor_support.make(PLUGINS / "warm")
+    try:
+        metrics.watch(ex)
+        assert executor_support.call(ex, "reused", "filter", [["h1"], "vm", {}])
+        assert value(local(), "workers_warm") == 1
+    finally:
+        ex.stop()
