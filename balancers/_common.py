@@ -15,8 +15,14 @@ MIB = 1024 * 1024
 MAXIMUM_VM_COUNT = properties.Whole(100)
 
 
-def unique(items, key=lambda item: item):
+def _itself(item):
+    return item
+
+
+def unique(items, key=_itself):
     """Items in their first-seen order, without repeats (the engine could send a host twice)."""
+    if key is _itself:
+        return list(dict.fromkeys(items))  # the same, in C (a balancer sends 1,000 host ids)
     seen, out = set(), []
     for item in items:
         k = key(item)
@@ -49,7 +55,8 @@ def hosts_of(snap, host_ids):
 def up_hosts(snap, host_ids):
     """The Up hosts among host_ids (hosts that left Up since the engine listed them are
     neither sources nor targets)."""
-    return [h for h in hosts_of(snap, host_ids) if is_up(h)]
+    # Snapshot records hold the status as a plain string: is_up only for anything else.
+    return [h for h in hosts_of(snap, host_ids) if h.status == "up" or is_up(h)]
 
 
 def balance_inputs(host_ids):
