@@ -1,4 +1,4 @@
-"""The warm process: imports the SDK and the plugins once, then forks one worker per call.
+"""The warm process: imports the SDK and the plugins once, then forks the workers that run calls.
 
 Started by `executor.py` as a fresh interpreter (`python -m proxy.forkserver FD`), not
 forked from the server, so its image holds only what workers need: every fork copies less
@@ -32,7 +32,6 @@ WORKER_FAILED = 70  # EX_SOFTWARE: a worker failed outside the unit's code (logg
 KILL_GRACE = 0.2  # seconds between SIGTERM and SIGKILL for a timed-out unit
 
 _libc = ctypes.CDLL(None, use_errno=True)
-
 
 
 def describe_status(status):
@@ -369,19 +368,16 @@ class ForkServer:
         self.sel.register(r, selectors.EVENT_READ, "read")
 
     def _finish_read(self, how=None):
-        """The read's answer is whole (how None: the pipe's end, the child still running)
-        or its child has exited (how: the way it ended)."""
+        """The answer is whole (how None: the pipe ended, the child may still be spooling),
+        or the child has exited (how: the way it ended)."""
         read, self.read = self.read, None
-        if how is None:
-            self.readers_done.add(read.pid)
+        self.readers_done |= {read.pid} if how is None else set()
         if read.fd in self.sel.get_map():
             self.sel.unregister(read.fd)
             while not read.feed():  # the child has exited: what is left is in the pipe
                 pass
-        # Reading the answer stalls this loop for ~0.15 s on a big engine.  Calls meanwhile
-        # take the spares already forked, or the warm workers of the units that allow reuse
-        # (proxy/warm.py); forking extra spares first cost more (forks, then their exits, at
-        # every refresh) than the few calls that wait for a fork saved.
+        # Unpickling stalls this loop ~0.15 s on a big engine: calls take spares or warm
+        # workers meanwhile (docs/EXECUTION.md §10 says why no extra spares are forked first).
         snap, error, token = read.outcome(how)
         if snap is None:
             self._tell(messages.SnapshotFailed(read.version, error, token))
