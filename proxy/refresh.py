@@ -92,7 +92,14 @@ class Refresher:
         if self.error is not None or self.read_at is None:
             # Failing (or never read): retry at most once per max_age.
             return self.last_start is None or now - self.last_start >= self.max_age
-        return now - self.read_at >= self.max_age - self.lead()
+        age = now - self.read_at
+        if age >= self.max_age:
+            return True  # a call needs a newer state: at least max_age after the last read ended
+        # Ahead of time, but never sooner than the read bound allows: at most 60 / max_age + 1
+        # reads a minute, however much the reads' durations vary (the lead follows the
+        # longest of the last reads, and a quick read after slow ones would start early).
+        gap = self.max_age * 60 / (60 + self.max_age)
+        return age >= self.max_age - self.lead() and (self.last_start is None or now - self.last_start >= gap)
 
     def lead(self):
         """How long before max_age the next read starts (seconds)."""

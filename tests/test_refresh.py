@@ -154,6 +154,25 @@ def test_refresh_ahead_keeps_up_with_slow_reads_within_the_read_bound(clock, sen
         assert len([t for t in starts if first <= t < first + 60]) <= 60 / 10 + 1
 
 
+def test_reads_of_varying_duration_stay_within_the_read_bound(clock, sent):
+    """Slow reads make the lead long; a quick read after them must not start the next early."""
+    r = make(clock, sent, max_age=10)
+    r.start()
+    durations = iter([7.5, 7.5, 7.5] + [0.2, 7.5] * 40)
+    started, takes = {r.reading: clock.now}, {r.reading: next(durations)}
+    for _ in range(50 * 300):
+        clock.now += 0.02
+        if r.reading and clock.now - started[r.reading] >= takes[r.reading]:
+            answer(r, clock, read_seconds=takes[r.reading])
+        if not r.reading:
+            r.before_call(soon())
+            if r.reading:
+                started[r.reading], takes[r.reading] = clock.now, next(durations)
+    starts = sorted(started.values())
+    for first in starts:
+        assert len([t for t in starts if first <= t < first + 60]) <= 60 / 10 + 1
+
+
 def test_reads_too_slow_to_read_ahead_are_told_to_the_admin(clock, sent, caplog):
     r = make(clock, sent, max_age=10)
     starts, _ = simulate_load(r, clock, 9.0, 120)
