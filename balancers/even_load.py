@@ -267,33 +267,33 @@ def _bounds(leaving, mem, cpu, envelopes, top, n, on_memory):
     target's bracket.  So it bounds the targets' x in that dimension, the larger dimension's
     bound bounds the figure after the move, and n·(top − it) bounds the gain.
     """
-    (hull_m, breaks_m, wide_m), (hull_c, breaks_c, wide_c) = envelopes
-    at, out = bisect.bisect_right, []
+    envelope_m, envelope_c = envelopes
+    out = []
     for i, (_, memory, load, _, s1, q1, s2, q2) in enumerate(leaving):
         lower = 1.0
         if s1 > _TINY:
-            f = q1 / (s1 * s1)
-            slope, cut = hull_m[at(breaks_m, memory)]
-            low = cut + slope * memory
-            if f > mem.f:
-                low -= wide_m * wide_m * memory * (f - mem.f)
-            if q1 > mem.rho * s1:
-                low -= 2 * wide_m * (q1 / s1 - mem.rho)
-            lower = max(lower, mem.n * (f + memory * low / (s1 * s1) if low < 0 else f))
-        if s2 > _TINY and not on_memory:
-            f = q2 / (s2 * s2)
-            if cpu.n * f > lower and load >= 0:  # else CPU cannot be the larger figure after
-                slope, cut = hull_c[at(breaks_c, load)]
-                low = cut + slope * load
-                if f > cpu.f:
-                    low -= wide_c * wide_c * load * (f - cpu.f)
-                if q2 > cpu.rho * s2:
-                    low -= 2 * wide_c * (q2 / s2 - cpu.rho)
-                lower = max(lower, cpu.n * (f + load * low / (s2 * s2) if low < 0 else f))
+            lower = max(lower, _lowest(envelope_m, mem, memory, s1, q1))
+        # CPU bounds nothing when it cannot be the larger figure after the move.
+        if s2 > _TINY and not on_memory and load >= 0 and cpu.n * q2 / (s2 * s2) > lower:
+            lower = max(lower, _lowest(envelope_c, cpu, load, s2, q2))
         bound = n * (top - lower)
         out.append((bound + abs(bound) * _BOUND_SLACK + _BOUND_SLACK, i))
     out.sort(reverse=True)
     return out
+
+
+def _lowest(envelope, figures, a, s, q):
+    """The lowest n·x one dimension can reach when the VM (a: its memory or load there) has
+    left its source (sums s, q) and joined any target (_bounds says why)."""
+    hull, breaks, wide = envelope
+    f = q / (s * s)
+    slope, cut = hull[bisect.bisect_right(breaks, a)]
+    low = cut + slope * a
+    if f > figures.f:
+        low -= wide * wide * a * (f - figures.f)
+    if q > figures.rho * s:
+        low -= 2 * wide * (q / s - figures.rho)
+    return figures.n * (f + a * low / (s * s) if low < 0 else f)
 
 
 def best_move(snap, loads, sources, targets, blocked, on_memory, floor, allowed=affinity.allowed):

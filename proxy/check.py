@@ -116,7 +116,11 @@ def plugins(cfg):
 
 def engine_finding(cfg, password, source="check"):
     """The engine part: the [engine] settings, then a login, the API's version and one host."""
-    e = cfg.engine
+    return _settings_finding(cfg.engine, password) or _probe_finding(cfg.engine, password, source)
+
+
+def _settings_finding(e, password):
+    """What is wrong with the [engine] settings before the engine is asked, or None."""
     if not e.url:
         return Finding(False, "engine", "engine.url is empty: units that use the engine will fail; set "
                                         "url in [engine] (https://ENGINE/ovirt-engine/api)")
@@ -127,6 +131,10 @@ def engine_finding(cfg, password, source="check"):
     if not password:
         return Finding(False, "engine", "no engine password: set engine.password_file (a file holding "
                                         "it) or the OVIRT_ENGINE_PASSWORD environment variable")
+    return None
+
+
+def _probe_finding(e, password, source):
     settings = engine.EngineSettings(url=e.url, user=e.user, password=password, ca_file=e.ca_file,
                                      insecure=e.insecure)
     try:
@@ -182,10 +190,12 @@ def main():
     true when the engine itself was asked (the server counts it in its metrics)."""
     given = json.load(sys.stdin)
     password = given.pop("password")
-    asked = []
-    metrics.engine_request = lambda source, failed: asked.append(failed)  # this process's only
-    finding = engine_finding(types.SimpleNamespace(engine=types.SimpleNamespace(**given)), password)
-    json.dump({"ok": finding.ok, "text": finding.text, "asked": bool(asked)}, sys.stdout)
+    settings = types.SimpleNamespace(**given)
+    finding = _settings_finding(settings, password)
+    asked = finding is None
+    if asked:
+        finding = _probe_finding(settings, password, "startup")
+    json.dump({"ok": finding.ok, "text": finding.text, "asked": asked}, sys.stdout)
 
 
 if __name__ == "__main__":

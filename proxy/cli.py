@@ -14,11 +14,10 @@ import subprocess
 import sys
 import threading
 import xmlrpc.client
-from pathlib import Path
 
 # No module here imports the SDK (ovirtsdk4, ~19 MiB): `serve` keeps it out of the server
 # (tests/test_cli.py checks); check, dryrun --engine and replay load it when they run.
-from . import dryrun, health, logs, metrics, moves, policy, replay, systemd, views
+from . import child_environment, dryrun, health, logs, metrics, moves, policy, replay, systemd, views
 from . import journal as journal_mod
 from . import config as config_mod
 from .errors import ConfigError, ProxyError
@@ -33,7 +32,6 @@ log = logging.getLogger("proxy")
 # The engine check at start: the probe's own deadline (check.ENGINE_TIMEOUT, 15 s) plus the
 # child's start (the SDK's import, a busy machine).
 ENGINE_CHECK_TIMEOUT = 60.0
-_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 
 
 def _add_setting_flags(parser, names):
@@ -312,12 +310,9 @@ def _check_engine(cfg, password):
     e = cfg.engine
     given = {"url": e.url, "user": e.user, "password": password, "ca_file": str(e.ca_file or ""),
              "insecure": e.insecure}
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (_PACKAGE_PARENT, os.environ.get("PYTHONPATH")) if p))
-    env.pop("OVIRT_ENGINE_PASSWORD", None)  # it travels on stdin, like the fork server's
     try:
         done = subprocess.run([sys.executable, "-m", "proxy.check"], input=json.dumps(given), text=True,
-                              capture_output=True, env=env, timeout=ENGINE_CHECK_TIMEOUT)
+                              capture_output=True, env=child_environment(), timeout=ENGINE_CHECK_TIMEOUT)
         finding = json.loads(done.stdout)
     except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
         log.error("engine check: it did not finish (%s); `ovirt-scheduler-proxy check` runs it alone",

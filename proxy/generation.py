@@ -12,16 +12,14 @@ import collections
 import dataclasses
 import json
 import logging
-import os
 import selectors
 import socket
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
-from . import messages, metrics, registry, warm, wire
+from . import child_environment, messages, metrics, registry, warm, wire
 from .errors import BadUnitOutput, ProxyBusy, ProxyError, UnitCrashed, UnitError, UnitTimeout
 
 log = logging.getLogger("proxy.generation")
@@ -29,7 +27,6 @@ log = logging.getLogger("proxy.generation")
 STOP_WAIT = 2.0  # seconds a fork server gets after its control socket closes, then after SIGTERM
 START_EXTRA = 60.0  # start-up allowance on top of the import timeout (the SDK import, a busy machine)
 EXITS_KEPT = 1000  # exit reports remembered, for calls whose worker died without answering
-_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 
 
 @dataclasses.dataclass
@@ -101,14 +98,10 @@ class Generation:
             snapshot_file=self.snapshot_file, memory_limit=cfg.plugins.memory_limit,
             engine={"url": cfg.engine.url, "user": cfg.engine.user, "password": password,
                     "ca_file": cfg.engine.ca_file, "insecure": cfg.engine.insecure})
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            p for p in (_PACKAGE_PARENT, os.environ.get("PYTHONPATH")) if p))
-        # The password reaches the fork server in Boot; in the environment every worker (and
-        # whatever a unit starts) would inherit it.
-        env.pop("OVIRT_ENGINE_PASSWORD", None)
-        # The password travels on stdin, never on a command line that `ps` shows.
+        # The password reaches the fork server in Boot, on stdin: never on a command line
+        # that `ps` shows, nor in the environment every worker (and what a unit starts) inherits.
         proc = subprocess.Popen([sys.executable, "-m", "proxy.forkserver", str(theirs.fileno())],
-                                stdin=subprocess.PIPE, pass_fds=[theirs.fileno()], env=env,
+                                stdin=subprocess.PIPE, pass_fds=[theirs.fileno()], env=child_environment(),
                                 start_new_session=True)
         theirs.close()
         proc.stdin.write(json.dumps(messages.to_wire(boot)).encode())

@@ -35,7 +35,7 @@ import uuid
 import zlib
 from pathlib import Path
 
-from . import journal_writer
+from . import child_environment, journal_writer
 from .journal_writer import pack
 
 log = logging.getLogger("proxy.journal")
@@ -48,7 +48,6 @@ GATHER = 0.2
 PRUNE_EVERY = 30.0  # seconds between two age/size checks (in the writer)
 DROP_LOG_EVERY = 60.0  # seconds between two "entries dropped" log lines
 STOP_WAIT = 2.0  # seconds the writer gets after its pipe closes, then after SIGTERM
-_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 
 
 def state_directory():
@@ -216,11 +215,9 @@ def _start_writer(settings, pipe_bytes):
         fcntl.fcntl(data_w, fcntl.F_SETPIPE_SZ, pipe_bytes)
     except OSError:
         pass  # above /proc/sys/fs/pipe-max-size: the default 64 KiB holds fewer entries, no more
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (_PACKAGE_PARENT, os.environ.get("PYTHONPATH")) if p))
     # Its own session: Ctrl-C in a terminal reaches the server, which stops the writer in order.
     proc = subprocess.Popen([sys.executable, "-m", "proxy.journal_writer", str(ack_w)], stdin=data_r,
-                            pass_fds=[ack_w], env=env, start_new_session=True)
+                            pass_fds=[ack_w], env=child_environment(), start_new_session=True)
     os.close(data_r)
     os.close(ack_w)
     os.write(data_w, journal_writer.frame(b"C", json.dumps(settings).encode()))

@@ -36,10 +36,12 @@ class WarmPool:
     def take(self, unit, min_version):
         """A warm worker of `unit` holding snapshot min_version or newer, or None."""
         with self.lock:
-            ws = self.by_unit.get(unit, [])
+            ws = self.by_unit.pop(unit, [])
             while ws:
                 w = ws.pop()
                 if w.version >= min_version:
+                    if ws:
+                        self.by_unit[unit] = ws
                     return w
                 w.sock.close()
         return None

@@ -181,14 +181,20 @@ def _clip(text, n=200):
     return text if len(text) <= n else text[:n] + "…"
 
 
-def run_call(units, request, settings, limit, capture=None, resident=None):
+def run_call(units, request, settings, limit, capture=None):
     """Run one unit call (a messages.Request); return the encoded messages.Answer (never raises).
 
     capture: a StdoutCapture started ahead (serve() prepares one before the request
-    arrives); None to start one here.  resident: this worker's resident bytes when it
-    became a spare; given, and asked by request.reuse, the answer says whether the worker
-    can take another call (reusable()).
+    arrives); None to start one here.
     """
+    return _run(units, request, settings, limit, capture, None)[0]
+
+
+def _run(units, request, settings, limit, capture, resident):
+    """(the encoded Answer, whether it says the worker is reusable).  resident: this worker's
+    resident bytes when it became a spare; given, and asked by request.reuse, the answer says
+    whether the worker can take another call of the unit (reusable())."""
+    again = False
     try:
         value = _call_unit(units, request, settings, limit, capture)
         again = bool(request.reuse and resident is not None and reusable(capture, resident))
@@ -197,13 +203,13 @@ def run_call(units, request, settings, limit, capture=None, resident=None):
                                                                source=_source_of(request, value),
                                                                reusable=again)))
     except UnitError as e:
-        return _failure(e)
+        return _failure(e), False
     except (TypeError, ValueError) as e:  # the result cannot be encoded (odd types, NaN keys…)
-        return _failure(BadUnitOutput(f"returned a value the engine cannot receive: {e}"))
+        return _failure(BadUnitOutput(f"returned a value the engine cannot receive: {e}")), False
     if len(encoded) > limit:
         return _failure(BadUnitOutput(f"answer of {len(encoded)} bytes exceeds the output limit of "
-                                      f"{limit} (plugins.output_limit)"))
-    return encoded
+                                      f"{limit} (plugins.output_limit)")), False
+    return encoded, again
 
 
 def resident_bytes():
@@ -296,10 +302,10 @@ def serve(sock, units, settings, limit):
         if data is None:  # the server dropped this spare (or warm) worker
             return
         request = messages.from_wire(data, messages.Request)
-        answer = run_call(units, request, settings, limit, capture, resident)
+        answer, again = _run(units, request, settings, limit, capture, resident)
         wire.send_frame(sock, answer)
         errors.log(request)  # after the answer: off the call's path
-        if not messages.from_wire(wire.decode(answer), messages.Answer).reusable:
+        if not again:
             sock.recv(1)
             return
         # The next call of this unit starts as this one did: fresh captures, no reasons.

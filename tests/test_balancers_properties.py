@@ -87,6 +87,12 @@ def check_common(snap, sent, cooling, answer, source_listed=False):
     return vm, destinations
 
 
+def assert_ic_mem_never_rises(snap, sent, vm, destinations):
+    before = ic_mem(snap, sent)
+    for target in destinations:
+        assert ic_mem(whatif.apply_move(snap, vm.id, target), sent) <= before, target
+
+
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -98,10 +104,7 @@ def test_host_memory_balance_never_raises_ic_mem_nor_breaks_a_rule(case, thresho
     answer = run(host_memory_balance(), snap, sent, args, cooling)
     if answer is None:
         return
-    vm, destinations = check_common(snap, sent, cooling, answer)
-    before = ic_mem(snap, sent)
-    for target in destinations:
-        assert ic_mem(whatif.apply_move(snap, vm.id, target), sent) <= before, target
+    assert_ic_mem_never_rises(snap, sent, *check_common(snap, sent, cooling, answer))
 
 
 @SETTINGS
@@ -113,10 +116,7 @@ def test_even_distribution_memory_moves_never_raise_ic_mem(case, max_free, min_f
     answer = run(cpu_memory_even_distribution(), snap, sent, args, cooling)
     if answer is None:
         return
-    vm, destinations = check_common(snap, sent, cooling, answer, source_listed=True)
-    before = ic_mem(snap, sent)
-    for target in destinations:
-        assert ic_mem(whatif.apply_move(snap, vm.id, target), sent) <= before, target
+    assert_ic_mem_never_rises(snap, sent, *check_common(snap, sent, cooling, answer, source_listed=True))
 
 
 @SETTINGS

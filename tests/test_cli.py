@@ -11,6 +11,7 @@ import xmlrpc.client
 import pytest
 import tomllib
 
+from proxy import cli as cli_mod
 from proxy import config
 from tests.support import PLUGINS, ROOT, alive, execution_processes, free_port, run_cli, wait_until
 
@@ -125,6 +126,18 @@ def test_serve_logs_a_good_engine_check(start_proxy):
     line = wait_until(lambda: re.search(r"INFO proxy\[\d+\]: engine check: (.*)", p.log()), 30,
                       "the engine check's log line")
     assert line.group(1).endswith("logged in as admin@internal; oVirt Engine (simulated) 4.5-sim; read host host1")
+
+
+def test_an_engine_check_past_its_time_is_logged_and_never_holds_the_server(monkeypatch, caplog, tmp_path):
+    """The check runs in a child bounded by ENGINE_CHECK_TIMEOUT: a check that does not finish
+    in time (here: the child cannot even import the SDK in 0.1 s) costs one log line, never a
+    server thread for ever."""
+    monkeypatch.setattr(cli_mod, "ENGINE_CHECK_TIMEOUT", 0.1)
+    cfg = config.load(None, {"engine.url": f"http://127.0.0.1:{free_port()}/ovirt-engine/api"})
+    started = time.monotonic()
+    cli_mod._check_engine(cfg, "pw")
+    assert time.monotonic() - started < 5
+    assert "engine check: it did not finish" in caplog.text and "timed out after 0.1 seconds" in caplog.text
 
 
 def test_the_server_never_loads_the_sdk(start_proxy):

@@ -1,7 +1,6 @@
 """Units for the warm-worker tests: each answers with the pid of the worker that ran it."""
 import os
 import threading
-import time
 
 KEPT = []  # what `keep_mb` leaves behind in the worker
 
@@ -13,7 +12,7 @@ class reused:
         if args.get("fail"):
             raise RuntimeError("asked to fail")
         if args.get("thread"):
-            threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+            threading.Thread(target=threading.Event().wait, daemon=True).start()  # runs on
         if args.get("keep_mb"):
             KEPT.append(bytearray(int(args["keep_mb"]) << 20))
             for i in range(0, len(KEPT[-1]), 4096):
