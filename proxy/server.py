@@ -1,8 +1,8 @@
 """The XML-RPC server the engine talks to: a request body becomes a call, the call an answer.
 
 Connections, TLS and the HTTP bounds are proxy/listener.py and proxy/httpio.py; who may call
-is proxy/access.py.  Here request bodies are parsed with defusedxml (they come from the
-network) with their nesting bounded, bad requests become XML-RPC faults with the codes of
+is proxy/access.py; request bodies are parsed, their nesting bounded, by
+proxy/request_parser.py.  Here bad requests become XML-RPC faults with the codes of
 errors.py, and each call is logged once, with a request id and the client's address.
 Answers are marshalled and gzipped exactly as `xmlrpc.server` does.
 """
@@ -15,64 +15,17 @@ import time
 import xmlrpc.client
 from xmlrpc.server import SimpleXMLRPCRequestHandler
 
-from defusedxml.xmlrpc import DefusedExpatParser, defused_gzip_decode
+from defusedxml.xmlrpc import defused_gzip_decode
 
 from . import httpio, journal, metrics, shadow
-from .errors import INTERNAL_FAULT_CODE, BadArguments, MalformedRequest, RequestError, UnknownMethod
+from .errors import INTERNAL_FAULT_CODE, BadArguments, RequestError, UnknownMethod
 from .listener import Listener
 from .protocol import PUBLISHED, Record
+from .request_parser import parse_call
 
 log = logging.getLogger("proxy.server")
 
-MAX_NESTING = 32  # arrays and structs inside each other; the engine's calls nest two deep
 INTROSPECTION = ("system.listMethods", "system.methodHelp", "system.methodSignature")
-
-
-def nesting(value, limit=MAX_NESTING):
-    """How deep arrays and structs nest in `value` (0 for a scalar), without recursion;
-    the walk stops as soon as it passes `limit`.
-
-    The parse itself keeps its own stack (xmlrpc.client.Unmarshaller is iterative), so a
-    deep request cannot overflow it; what walks the arguments afterwards (repr, the
-    journal's JSON) could, so the proxy refuses such a request right after parsing.
-    Checking here rather than in a per-element parser hook keeps a hook's Python call off
-    every element of every request (~25 % of a 200-host call's parse, measured).
-    """
-    deepest, stack = 0, [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (list, tuple)):
-            children = item
-        elif isinstance(item, dict):
-            children = item.values()
-        else:
-            continue
-        depth += 1
-        if depth > deepest:
-            deepest = depth
-            if deepest > limit:
-                return deepest
-        stack.extend((child, depth) for child in children if isinstance(child, (list, tuple, dict)))
-    return deepest
-
-
-def parse_call(data):
-    """(method name, params) from an XML-RPC request body, through defusedxml."""
-    unmarshaller = xmlrpc.client.Unmarshaller()
-    parser = DefusedExpatParser(unmarshaller)
-    try:
-        parser.feed(data)
-        parser.close()
-        params = unmarshaller.close()
-    except Exception as e:  # expat, defusedxml and the unmarshaller each raise their own kinds
-        raise MalformedRequest(f"the request is not a well-formed XML-RPC call: {type(e).__name__}: {e}") from None
-    if any(nesting(p) > MAX_NESTING for p in params):
-        raise BadArguments(f"arguments nest arrays and structs more than {MAX_NESTING} deep; "
-                           "the engine's calls nest at most 2 deep")
-    method = unmarshaller.getmethodname()
-    if not method:
-        raise MalformedRequest("the request is not an XML-RPC call: no <methodName>")
-    return method, params
 
 
 def accepts_gzip(headers):

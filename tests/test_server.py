@@ -11,10 +11,8 @@ import time
 import xmlrpc.client
 
 import pytest
-from hypothesis import given, settings, strategies as st
 
 from proxy import config, executor, protocol, server
-from proxy.errors import MalformedRequest
 from tests.reliability import scenarios
 from tests.support import PLUGINS, self_signed_cert, wait_until
 
@@ -96,47 +94,6 @@ def test_hostile_or_malformed_bodies_get_a_fault_and_the_server_keeps_serving(pr
         xmlrpc.client.loads(data)
     assert e.value.faultCode == 2 and words in e.value.faultString
     assert xmlrpc.client.ServerProxy(proxy_url).discover()["filters"]
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
-def test_parse_call_only_ever_raises_malformed_request(body):
-    try:
-        server.parse_call(body)
-    except MalformedRequest:
-        pass
-
-
-def _nested_call(depth):
-    nested = "<value><array><data>" * depth + "<value>x</value>" + "</data></array></value>" * depth
-    return (f"<?xml version='1.0'?><methodCall><methodName>runFilters</methodName><params>"
-            f"<param>{nested}</param></params></methodCall>").encode()
-
-
-def test_parse_call_takes_32_levels_and_refuses_33():
-    assert server.parse_call(_nested_call(32))[0] == "runFilters"
-    with pytest.raises(server.BadArguments, match="more than 32 deep"):
-        server.parse_call(_nested_call(33))
-
-
-def _depth(value):
-    if isinstance(value, (list, tuple)):
-        return 1 + max(map(_depth, value), default=0)
-    if isinstance(value, dict):
-        return 1 + max(map(_depth, value.values()), default=0)
-    return 0
-
-
-_nests = st.recursive(st.integers() | st.text(max_size=3),
-                      lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=2), inner, max_size=3),
-                      max_leaves=30)
-
-
-@settings(max_examples=200, deadline=None)
-@given(_nests)
-def test_nesting_is_the_depth_of_arrays_and_structs(value):
-    assert server.nesting(value, limit=1000) == _depth(value)
-    assert (server.nesting(value, limit=2) > 2) == (_depth(value) > 2)
 
 
 @pytest.mark.parametrize("call, code, words", [
