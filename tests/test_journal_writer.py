@@ -98,3 +98,18 @@ def test_a_snapshot_spooled_after_its_first_calls_are_stored_is_taken_with_the_n
     store.write([entry(2, version=5)])
     assert reader.snapshot("r", 5) == {"hosts": [], "vms": []}
     assert not list(spool.glob("*.json.z"))  # moved into the database
+
+
+def test_the_writer_only_takes_cpu_the_calls_leave(tmp_path):
+    """SCHED_IDLE (Linux): a call that wants a CPU preempts the writer at once; nice 19 too."""
+    j = journal.Journal(tmp_path / "j.sqlite", 14, 10)
+    try:
+        pid = j.proc.pid
+        wait_until(lambda: os.getpriority(os.PRIO_PROCESS, pid) == journal_writer.NICENESS,
+                   what="the writer to lower its priority")
+        if hasattr(os, "SCHED_IDLE"):
+            assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+        j.record(entry(1))
+        assert j.flush() and [e["id"] for e in journal.Reader(tmp_path / "j.sqlite").recent()] == ["w-1"]
+    finally:
+        j.close()
