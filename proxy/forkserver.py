@@ -21,7 +21,7 @@ import socket
 import sys
 import time
 
-from . import engine, holding, logs, messages, registry, wire, worker
+from . import engine, exit_at_low_priority, holding, logs, messages, registry, wire, worker
 from .spares import Spares
 
 log = logging.getLogger("proxy.forkserver")
@@ -245,7 +245,7 @@ class ForkServer:
                 log.exception("worker %d failed outside the unit call", os.getpid())
                 code = WORKER_FAILED
             finally:
-                os._exit(code)
+                exit_at_low_priority(code)
         theirs.close()
         self.workers[pid] = None
         self.spare.forked()

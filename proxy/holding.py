@@ -18,7 +18,7 @@ import pickle
 import shutil
 import time
 
-from . import balancing, engine, journal, moves, readers, snapshot, state
+from . import balancing, engine, exit_at_low_priority, journal, moves, readers, snapshot, state
 
 # glibc's malloc_trim (absent elsewhere): hands freed heap pages back to the system.
 _malloc_trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
@@ -92,7 +92,7 @@ def read_in_child(write_fd, settings, refresh):
         log.exception("the engine state reader failed")
         code = 70
     finally:
-        os._exit(code)
+        exit_at_low_priority(code)
 
 
 def _events(conn, refresh, snap):

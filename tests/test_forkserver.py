@@ -78,3 +78,26 @@ def test_the_fork_servers_own_exit_is_logged_with_its_status(caplog):
 def test_describe_status_names_codes_and_signals():
     assert forkserver.describe_status(3 << 8) == "exited with code 3"
     assert forkserver.describe_status(signal.SIGKILL) == "was killed by signal 9 (SIGKILL)"
+
+
+def test_a_forked_child_exits_at_nice_19():
+    """Its memory is unmapped as it exits, in its own context: at nice 19 the calls come first."""
+    import proxy
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: os._exit reports the priority it exits at, then exits
+        real_exit = os._exit
+
+        def report(code):
+            os.write(w, f"{os.getpriority(os.PRIO_PROCESS, 0)} {code}".encode())
+            real_exit(code)
+        os._exit = report
+        try:
+            proxy.exit_at_low_priority(3)
+        finally:
+            real_exit(99)  # never run the rest of the test suite in the child
+    os.close(w)
+    _, status = os.waitpid(pid, 0)
+    with os.fdopen(r, "rb") as f:
+        assert f.read() == b"19 3"
+    assert os.waitstatus_to_exitcode(status) == 3
