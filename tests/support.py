@@ -18,6 +18,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PLUGINS = ROOT / "tests" / "plugins"
 
+# runLoadBalancing as the engine's Apache XML-RPC client writes it: untyped strings, <ex:nil/>.
+ENGINE_BALANCE_CALL = b"""<?xml version="1.0" encoding="UTF-8"?>
+<methodCall xmlns:ex="http://ws.apache.org/xmlrpc/namespaces/extensions"><methodName>runLoadBalancing</methodName>
+<params><param><value>first_vm</value></param>
+<param><value><array><data><value>6a1e0000-0000-0000-0000-000000000001</value>
+<value>6a1e0000-0000-0000-0000-000000000002</value></data></array></value></param>
+<param><value><ex:nil/></value></param></params></methodCall>"""
+
 
 def run_cli(*args, timeout=120):
     """`python -m proxy ARGS` from the repository, as a user would run it: the CompletedProcess."""

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+import proxy
 from proxy import forkserver, wire
 from proxy.errors import UnitCrashed
 from tests.executor_support import HOSTS, call, make
@@ -82,7 +83,6 @@ def test_describe_status_names_codes_and_signals():
 
 def test_a_forked_child_exits_at_nice_19():
     """Its memory is unmapped as it exits, in its own context: at nice 19 the calls come first."""
-    import proxy
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: os._exit reports the priority it exits at, then exits

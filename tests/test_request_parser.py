@@ -10,13 +10,7 @@ from hypothesis import given, settings, strategies as st
 from proxy import request_parser
 from proxy.errors import BadArguments, MalformedRequest
 from proxy.request_parser import _parse_reference, parse_call, read_fast
-
-ENGINE_BALANCE_CALL = b"""<?xml version="1.0" encoding="UTF-8"?>
-<methodCall xmlns:ex="http://ws.apache.org/xmlrpc/namespaces/extensions"><methodName>runLoadBalancing</methodName>
-<params><param><value>first_vm</value></param>
-<param><value><array><data><value>6a1e0000-0000-0000-0000-000000000001</value>
-<value>6a1e0000-0000-0000-0000-000000000002</value></data></array></value></param>
-<param><value><ex:nil/></value></param></params></methodCall>"""
+from tests.support import ENGINE_BALANCE_CALL
 
 
 def reference(body):
@@ -58,6 +52,8 @@ def test_the_engines_calls_take_the_fast_way_and_read_as_the_reference_reads_the
     b"<methodCall><methodName>m</methodName><params><param><value><string>a<b/>c</string></value></param>"
     b"</params></methodCall>",
     b"<methodCall><methodName>m</methodName><params><param><value><y:nil/></value></param></params></methodCall>",
+    b'<?xml version="1.0"?><methodCall><methodName>m</methodName><params><param><value><string>a<?pi x?>b'
+    b"</string></value></param></params></methodCall>",
     b"<not xml",
 ])
 def test_any_other_shape_is_left_to_the_reference_parser(body):

@@ -14,14 +14,7 @@ import pytest
 
 from proxy import config, executor, protocol, server
 from tests.reliability import scenarios
-from tests.support import PLUGINS, self_signed_cert, wait_until
-
-ENGINE_BALANCE_CALL = b"""<?xml version="1.0" encoding="UTF-8"?>
-<methodCall xmlns:ex="http://ws.apache.org/xmlrpc/namespaces/extensions"><methodName>runLoadBalancing</methodName>
-<params><param><value>first_vm</value></param>
-<param><value><array><data><value>6a1e0000-0000-0000-0000-000000000001</value>
-<value>6a1e0000-0000-0000-0000-000000000002</value></data></array></value></param>
-<param><value><ex:nil/></value></param></params></methodCall>"""
+from tests.support import ENGINE_BALANCE_CALL, PLUGINS, self_signed_cert, wait_until
 
 
 @pytest.fixture(scope="module")
