@@ -1,8 +1,9 @@
 """The decision journal: every engine call, what each unit answered and why, in sqlite.
 
-One row per call (request id, time, client, method, units and weights, hosts, VM,
+One entry per call (request id, time, client, method, units and weights, hosts, VM,
 properties, each unit's answer or error with its duration and reasons, the answer the engine
-got, the snapshot version it ran on), and the snapshots those calls ran on, once per version,
+got, the snapshot version it ran on; the entries written together share one compressed
+batch, proxy/journal_writer.py), and the snapshots those calls ran on, once per version,
 as the zlib-compressed JSON document of proxy/snapshot.py: a recorded call can be re-run on
 exactly the state it saw (`ovirt-scheduler-proxy explain`, `balance --snapshot`).
 
@@ -255,37 +256,58 @@ class Reader:
         if not Path(path).exists():
             raise FileNotFoundError(f"no journal at {path}")
         self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        # A journal no proxy has opened since batches has no batch column: every row has its doc.
+        self._where = "batch, pos" if "batch" in journal_writer.columns(self.db, "calls") else "NULL, NULL"
+        # The last two batches decoded: calls come batch after batch in time, and the calls in
+        # flight when one batch was cut end up in the next, so two cover the seam.
+        self._batches = collections.OrderedDict()
 
-    @staticmethod
-    def _select(since, unit):
+    def _select(self, since, unit):
         """The query for calls since `since` that ran `unit` (either None: any), and its arguments."""
-        sql, args = "SELECT doc FROM calls WHERE 1=1", []
+        sql, args = f"SELECT doc, {self._where} FROM calls WHERE 1=1", []
         if since is not None:
             sql, args = sql + " AND time >= ?", args + [since]
         if unit:
             sql, args = sql + " AND units LIKE ?", args + [f"%,{unit},%"]
         return sql, args
 
+    def _entry(self, doc, batch, pos):
+        """A row's entry: its own doc, or its place in a batch; None if the batch is gone (pruned
+        while this reader read)."""
+        if doc:
+            return unpack(doc)
+        entries = self._batches.get(batch)
+        if entries is None:
+            row = self.db.execute("SELECT doc FROM batches WHERE id = ?", (batch,)).fetchone()
+            if row is None:
+                return None
+            entries = self._batches[batch] = unpack(row[0])
+            if len(self._batches) > 2:
+                self._batches.popitem(last=False)
+        return entries[pos] if 0 <= pos < len(entries) else None
+
     def recent(self, since=None, unit=None, method=None, limit=50):
         """The newest calls first, filtered."""
         sql, args = self._select(since, unit)
         if method:
             sql, args = sql + " AND method = ?", args + [method]
-        rows = self.db.execute(sql + " ORDER BY time DESC LIMIT ?", args + [limit])
-        return [unpack(doc) for (doc,) in rows]
+        rows = self.db.execute(sql + " ORDER BY time DESC LIMIT ?", args + [limit]).fetchall()
+        return [e for e in (self._entry(*row) for row in rows) if e is not None]
 
     def calls(self, since=None, unit=None, methods=None):
         """The calls, oldest first, each decoded only when the caller takes it (replay reads
-        a journal of any size this way)."""
+        a journal of any size this way; one batch is held at a time)."""
         sql, args = self._select(since, unit)
         if methods:
             sql, args = sql + f" AND method IN ({','.join('?' * len(methods))})", args + list(methods)
-        for (doc,) in self.db.execute(sql + " ORDER BY time", args):
-            yield unpack(doc)
+        for row in self.db.execute(sql + " ORDER BY time", args):  # streamed: old rows carry their docs
+            e = self._entry(*row)
+            if e is not None:
+                yield e
 
     def call(self, rid):
-        row = self.db.execute("SELECT doc FROM calls WHERE id = ?", (rid,)).fetchone()
-        return unpack(row[0]) if row else None
+        row = self.db.execute(f"SELECT doc, {self._where} FROM calls WHERE id = ?", (rid,)).fetchone()
+        return self._entry(*row) if row else None
 
     def snapshot(self, run, version):
         """The snapshot document a call ran on, or None (no snapshot, or pruned)."""
