@@ -296,7 +296,7 @@ class Reader:
 
     def calls(self, since=None, unit=None, methods=None):
         """The calls, oldest first, each decoded only when the caller takes it (replay reads
-        a journal of any size this way; one batch is held at a time)."""
+        a journal of any size this way; at most two batches are held)."""
         sql, args = self._select(since, unit)
         if methods:
             sql, args = sql + f" AND method IN ({','.join('?' * len(methods))})", args + list(methods)

@@ -78,18 +78,15 @@ def compress(data):
 
 def batches(entries):
     """[(the entries, their JSON array as bytes)], cut at BATCH_BYTES or BATCH_ENTRIES."""
-    out, chunk, texts, size = [], [], [], 0
+    cuts, size = [[]], 0
     for e in entries:
         text = _ENCODER.encode(e)
-        if chunk and (size + len(text) > BATCH_BYTES or len(chunk) >= BATCH_ENTRIES):
-            out.append((chunk, ("[" + ",".join(texts) + "]").encode()))
-            chunk, texts, size = [], [], 0
-        chunk.append(e)
-        texts.append(text)
+        if cuts[-1] and (size + len(text) > BATCH_BYTES or len(cuts[-1]) >= BATCH_ENTRIES):
+            cuts.append([])
+            size = 0
+        cuts[-1].append((e, text))
         size += len(text)
-    if chunk:
-        out.append((chunk, ("[" + ",".join(texts) + "]").encode()))
-    return out
+    return [([e for e, _ in cut], ("[" + ",".join(t for _, t in cut) + "]").encode()) for cut in cuts if cut]
 
 
 class Store:

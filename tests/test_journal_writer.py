@@ -136,6 +136,16 @@ def test_entries_written_together_share_a_batch_and_each_reads_back_as_written(t
     assert [e["id"] for e in reader.recent(limit=4)] == ["w-6", "w-5", "w-4", "w-3"]
 
 
+def test_a_reader_holds_at_most_two_batches_however_many_it_reads(tmp_path, monkeypatch):
+    monkeypatch.setattr(journal_writer, "BATCH_ENTRIES", 1)
+    now = time.time()
+    _store(tmp_path).write([entry(n, time=now + n) for n in range(5)])
+    reader, held = journal.Reader(tmp_path / "j.sqlite"), []
+    for e in reader.calls():
+        held.append(len(reader._batches))
+    assert held == [1, 2, 2, 2, 2]
+
+
 def test_a_batch_is_cut_at_its_size_in_bytes(tmp_path, monkeypatch):
     now = time.time()
     one = len(journal_writer._ENCODER.encode(entry(0, time=now)))
