@@ -104,3 +104,18 @@ def test_filters_and_paths(tmp_path, monkeypatch):
     monkeypatch.delenv("STATE_DIRECTORY")
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     assert journal.resolve("j.sqlite") == tmp_path / "ovirt-scheduler-proxy" / "j.sqlite"
+
+
+def test_an_entry_is_stored_as_it_was_when_recorded(tmp_path):
+    # The server keeps no entry as Python objects past its call: what changes in the call's
+    # objects afterwards (a shadow run reading them, a later release) is not in the journal.
+    j = journal.Journal(tmp_path / "j.sqlite", 14, 10)
+    e = entry(1, time.time(), payload="before")
+    j.record(e)
+    e["properties"]["p"] = "after"
+    e["outcomes"].append({"unit": "late"})
+    assert j.flush()
+    j.close()
+    reader = journal.Reader(tmp_path / "j.sqlite")
+    stored = reader.call("t-1")
+    assert stored["properties"] == {"p": "before"} and stored["outcomes"] == []

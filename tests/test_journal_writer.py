@@ -22,13 +22,17 @@ def entry(n, **extra):
             "answer": {"result": ["h1"]}, "duration_ms": 1.0, **extra}
 
 
+def _payload(*entries):
+    return journal_writer.entries_payload(marshal.dumps(e) for e in entries)
+
+
 def test_frames_are_stored_in_order_and_a_flush_is_answered_after_them(tmp_path):
     settings = {"path": str(tmp_path / "j.sqlite"), "run": "r", "spool": str(tmp_path), "max_age": 86400.0,
                 "max_bytes": 1 << 30, "prune_every": 30.0, "log": None}
     stream = io.BytesIO(journal_writer.frame(b"C", json.dumps(settings).encode())
-                        + journal_writer.frame(b"E", marshal.dumps([entry(1), entry(2)]))
+                        + journal_writer.frame(b"E", _payload(entry(1), entry(2)))
                         + journal_writer.frame(b"F", journal_writer.TOKEN.pack(7))
-                        + journal_writer.frame(b"E", marshal.dumps([entry(3, hosts=("h1", "h2"))])))
+                        + journal_writer.frame(b"E", _payload(entry(3, hosts=("h1", "h2")))))
     acks_r, acks_w = os.pipe()
     assert journal_writer.serve(stream, acks_w) == 3
     assert journal_writer.TOKEN.unpack(os.read(acks_r, 64)) == (7,)
@@ -148,12 +152,22 @@ def test_a_reader_holds_at_most_two_batches_however_many_it_reads(tmp_path, monk
 
 def test_a_batch_is_cut_at_its_size_in_bytes(tmp_path, monkeypatch):
     now = time.time()
-    one = len(journal_writer._ENCODER.encode(entry(0, time=now)))
+    one = len(journal_writer.encode(entry(0, time=now)))
     monkeypatch.setattr(journal_writer, "BATCH_BYTES", one * 3 // 2)  # no two entries fit
     _store(tmp_path).write([entry(n, time=now + n) for n in range(5)])
     reader = journal.Reader(tmp_path / "j.sqlite")
     assert _count(reader, "batches") == 5
     assert [e["id"] for e in reader.calls()] == [f"w-{n}" for n in range(5)]
+
+
+def test_what_the_fast_encoder_refuses_is_stored_all_the_same(tmp_path):
+    now = time.time()
+    big = 2 ** 70  # beyond orjson's 64 bits: the standard library encodes this batch
+    _store(tmp_path).write([entry(1, time=now, answer={"result": [["h1", big]]}), entry(2, time=now + 1)])
+    reader = journal.Reader(tmp_path / "j.sqlite")
+    assert reader.call("w-1")["answer"]["result"] == [["h1", big]]
+    assert reader.call("w-2")["id"] == "w-2"
+    assert _count(reader, "batches") == 1
 
 
 def test_pruning_drops_the_batches_no_call_is_in_any_more(tmp_path):

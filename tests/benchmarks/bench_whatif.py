@@ -5,7 +5,7 @@ Run: python -m tests.benchmarks.bench_whatif [--quick]
 - Journal on vs off: proxies on the same snapshot file, one with journal.path set, two with
   it empty, called by 8 threads in 30 short alternating rounds (each leading in turn, the
   order flipping each round, so a change in the machine's load hits all alike), spread over
-  5 sets of fresh proxies, with the CPU each proxy's process tree spent a call.  The two
+  15 sets of fresh proxies, with the CPU each proxy's process tree spent a call.  The two
   "off" proxies give the noise floor.  Target: at most 0.3 ms added to p50, p99 unchanged (within 10 %
   or 0.5 ms, the run-to-run noise of this machine).
 - simulate: 50 rounds of host_memory_balance on 1,000 hosts / 20,000 VMs, <= 30 s; the
@@ -34,7 +34,7 @@ from tests.benchmarks.bench_proxy import run_threads
 from tests.support import ROOT, ProxyProcess, descendants, wait_until
 
 
-SESSIONS = 5  # fresh proxies this many times over the journal's rounds
+SESSIONS = 15  # fresh proxies this many times over the journal's rounds
 
 
 def verdict(ok):
@@ -84,17 +84,20 @@ def caller(url, hosts):
     return make
 
 
-def bench_journal(workdir, rounds, per_thread):
+def bench_journal(workdir, rounds, per_thread, sessions=SESSIONS):
     snap_path = Path(workdir) / "small.json"
     snap_path.write_text((ROOT / "config" / "cluster-small.json").read_text())
     hosts = [h["id"] for h in json.loads(snap_path.read_text())["hosts"]]
     sides = (("on", "j.sqlite"), ("off", ""), ("off2", ""))
     lat, cpu = {side: [] for side, _ in sides}, {side: 0.0 for side, _ in sides}
+    per_session = []  # p50 on - off, ms, of each set of proxies
     # "off2" is "off" again: what the two differ by is the noise between two identical
     # proxies, the floor under which on vs off cannot be told apart.  A process keeps its
     # own hash seed and memory layout, which moves its speed by a few percent for good: the
     # rounds are spread over fresh proxies (pyperf spreads its runs over processes alike).
-    for session in range(SESSIONS):
+    # The proxies of one set share a hash seed, the sets differ: what one set's proxies
+    # differ by is then the journal and the layout of their memory.
+    for session in range(sessions):
         proxies = {}
         try:
             for side, name in sides[session % 3:] + sides[:session % 3]:  # each starts first in turn
@@ -102,11 +105,15 @@ def bench_journal(workdir, rounds, per_thread):
                 cfg = Path(workdir) / f"{side}.toml"
                 cfg.write_text(f'[journal]\npath = "{path}"\n')
                 proxies[side] = ProxyProcess(Path(workdir), ROOT / "balancers", "--config", str(cfg),
-                                             "--snapshot", str(snap_path))
+                                             "--snapshot", str(snap_path), env={"PYTHONHASHSEED": str(session + 1)})
             for p in proxies.values():  # its start-up check of the engine runs in a child
                 wait_until(lambda p=p: "engine check" in p.log(), 60, "the proxy's engine check")
+            mine = {side: [] for side in proxies}
             alternating({side: (caller(p.url, hosts), p) for side, p in proxies.items()},
-                        max(1, rounds // SESSIONS), per_thread, lat, cpu)
+                        max(1, rounds // sessions), per_thread, mine, cpu)
+            for side, got in mine.items():
+                lat[side] += got
+            per_session.append((statistics.median(mine["on"]) - statistics.median(mine["off"])) * 1000)
         finally:
             for p in proxies.values():
                 p.stop()
@@ -124,6 +131,9 @@ def bench_journal(workdir, rounds, per_thread):
           "included; ~4x of it shows in p50 under this load)")
     print(f"  noise floor, off vs a second off proxy in the same rounds: p50 {a_p50 - off_p50:+.2f} ms, "
           f"p99 {a_p99 / off_p99:.3f}, CPU {a_cpu - off_cpu:+.2f} ms a call")
+    q1, median, q3 = statistics.quantiles(per_session, n=4)
+    print(f"  p50 added in each of the {len(per_session)} sets of fresh proxies: median {median:+.2f} ms, "
+          f"middle half {q1:+.2f} to {q3:+.2f} ms")
 
 
 def bench_simulate(workdir, rounds, baseline_rounds):
@@ -213,7 +223,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer calls and rounds: a smoke run")
     quick = parser.parse_args().quick
     with tempfile.TemporaryDirectory() as workdir:
-        bench_journal(workdir, 4 if quick else 30, 25 if quick else 60)
+        bench_journal(workdir, 4 if quick else 30, 25 if quick else 60, 2 if quick else SESSIONS)
         bench_simulate(workdir, 5 if quick else 50, 2 if quick else 5)
         bench_replay(workdir, 300 if quick else 10000)
 
