@@ -7,13 +7,13 @@ batch, proxy/journal_writer.py), and the snapshots those calls ran on, once per 
 as the zlib-compressed JSON document of proxy/snapshot.py: a recorded call can be re-run on
 exactly the state it saw (`ovirt-scheduler-proxy explain`, `balance --snapshot`).
 
-A call never waits on the disk, nor on encoding: `record()` marshals the entry (C, ~1 us)
-onto a bounded deque, a feeder thread sends what gathered (every GATHER seconds) down a
-pipe, and a writer process (proxy/journal_writer.py) encodes, compresses and stores it,
-outside the server's interpreter lock.  The server keeps no entry as Python objects past
-its call: held for GATHER, they outlived collections of the young generation, and the
-garbage collector walked them (+5.6 us a call), then the feeder freed them in bulk while
-every call waited for the lock.  If the writer falls behind (a slow disk), the pipe fills, the
+A call never waits on the disk: `record()` encodes the entry (orjson, C, ~1 us) into a row
+on a bounded deque, a feeder thread marshals what gathered (every GATHER seconds) onto a
+pipe, and a writer process (proxy/journal_writer.py) compresses and stores it, outside the
+server's interpreter lock.  The server keeps no entry as Python objects past its call:
+held for GATHER, they outlived collections of the young generation, and the garbage
+collector walked them (+5.6 us a call), then the feeder freed them in bulk while every
+call waited for the lock.  If the writer falls behind (a slow disk), the pipe fills, the
 deque fills, and entries are dropped and counted, and the count is logged; the engine's calls
 go on at full speed.  The file is bounded by age (journal.max_days) and size
 (journal.max_mb): the oldest calls go first.
@@ -27,7 +27,6 @@ import collections
 import fcntl
 import json
 import logging
-import marshal
 import os
 import select
 import sqlite3
@@ -85,8 +84,8 @@ def make_entry(rid, started, client, method, record, answer, seconds, run):
 
 
 class Journal:
-    """The server's side: `record()` is safe from any thread, never blocks and only
-    marshals; a feeder thread sends what was recorded down the writer process's pipe
+    """The server's side: `record()` is safe from any thread, never blocks and only encodes;
+    a feeder thread sends what was recorded down the writer process's pipe
     (proxy/journal_writer.py), which stores it."""
 
     def __init__(self, path, max_days, max_mb, *, queue_size=QUEUE_SIZE, prune_every=PRUNE_EVERY,
@@ -95,7 +94,7 @@ class Journal:
         self.run = uuid.uuid4().hex[:12]  # versions restart with each proxy run: (run, version) is unique
         self.spool = Path(f"{self.path}.spool") / self.run
         self.queue_size, self.dropped = queue_size, 0
-        self._pending = collections.deque()  # entries recorded (marshalled), not yet on the pipe
+        self._pending = collections.deque()  # rows (journal_writer.row) recorded, not yet on the pipe
         self._wake, self._closing = threading.Event(), False
         self._flush_lock, self._flush_wanted, self._acked = threading.Lock(), 0, 0
         self._last_drop_log, self._flush_sent = 0.0, 0
@@ -112,7 +111,11 @@ class Journal:
     def record(self, entry):
         """Leave an entry for the writer, as it is now; drop (and count) it when too many wait."""
         if len(self._pending) < self.queue_size and self._pipe is not None:
-            self._pending.append(_marshal(entry))
+            try:
+                self._pending.append(journal_writer.row(entry))
+            except Exception:  # (a key JSON cannot take, a cycle): the call it records is not failed for it
+                self.dropped += 1
+                log.exception("journal: the entry of request %s cannot be encoded; it is dropped", entry.get("id"))
             return
         self.dropped += 1
         now = time.monotonic()
@@ -172,7 +175,7 @@ class Journal:
                 entries.append(self._pending.popleft())
             try:
                 if entries:
-                    self._send(b"E", journal_writer.entries_payload(entries))
+                    self._send(b"E", journal_writer.rows_payload(entries))
                 if token > self._flush_sent:
                     self._send(b"F", journal_writer.TOKEN.pack(token))
                     self._flush_sent = token
@@ -200,15 +203,6 @@ class Journal:
                       self.proc.pid, error, code)
         os.close(self._pipe)
         self._pipe = None
-
-
-def _marshal(entry):
-    """The entry as marshal bytes; one marshal cannot carry (a unit's answer of an unexpected
-    type) travels as its JSON text's value instead."""
-    try:
-        return marshal.dumps(entry)
-    except ValueError:
-        return marshal.dumps(json.loads(json.dumps(entry, default=str)))
 
 
 def _start_writer(settings, pipe_bytes):

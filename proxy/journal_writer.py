@@ -3,13 +3,12 @@ the entries the server hands it (`python -m proxy.journal_writer ACK_FD`).
 
 Why a process: in the server, JSON encoding, zlib and sqlite share the interpreter lock with
 the calls, and took ~1 ms from each call's p50 under load (docs/RELIABILITY.md, "The decision
-journal").  Here they run beside the server, which only marshals entries (C, a few
-microseconds each) onto a pipe.
+journal").  Here they run beside the server, which only encodes each entry (orjson, C, ~1
+us) into a row (`row()`) and marshals the rows onto a pipe.
 
 The pipe carries frames: 4-byte big-endian length, 1 kind byte, payload.
 - `C` (first frame): the settings, JSON.
-- `E`: entries, each marshalled by the server when it was recorded (entries_payload):
-  written in one transaction.
+- `E`: rows (`row()`), marshal (`rows_payload`): written in one transaction.
 - `F`: a flush token, 8 bytes: written back on ACK_FD once every earlier entry is stored.
 End of file on the pipe (the server closed it, or died) stops the writer: it has no other way
 to outlive the server.
@@ -62,19 +61,39 @@ BATCH_BYTES = 1 << 20
 BATCH_ENTRIES = 256
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False, default=str)
+
+# A row: what the pipe carries of an entry, and the calls table's columns but the last three.
+ID, TIME, RUN, VERSION, METHOD, UNITS, DOC = range(7)
 
 
 def encode(value):
-    """JSON of value, as bytes.  orjson encodes an entry in ~1 us where the standard library
-    takes ~13 (docs/RELIABILITY.md, "The decision journal"): on two busy cores the writer's
-    CPU is taken from the calls, whatever its priority.  What orjson refuses (an int beyond
-    64 bits, a key that is not a string) the standard library encodes.  NaN and the
-    infinities, which JSON lacks, are stored as null."""
+    """JSON of value, as bytes.  orjson takes ~1 us for an entry, less than marshal (~1.9 us)
+    and a thirteenth of the standard library (docs/RELIABILITY.md, "The decision journal").
+    What orjson refuses (an int beyond 64 bits, a key that is not a string) the standard
+    library encodes; a value JSON has no form for (a unit's answer of an unexpected type) is
+    stored as its text; NaN and the infinities, which JSON lacks, as null."""
     try:
-        return orjson.dumps(value)
+        return orjson.dumps(value, default=str)
     except TypeError:
         return _ENCODER.encode(value).encode()
+
+
+def row(entry):
+    """The row of an entry (a journal.make_entry dict): its columns, and its JSON document.
+    Made in the server, in the call's thread: no entry outlives its call as Python objects,
+    and the writer neither decodes nor encodes it."""
+    return (entry["id"], entry["time"], entry["run"], entry["version"], entry["method"],
+            "," + ",".join(entry["units"]) + ",", encode(entry))
+
+
+def rows_payload(rows):
+    """The payload of an E frame: the rows, marshal (a tuple of str, numbers and bytes)."""
+    return marshal.dumps(list(rows))
+
+
+def read_rows(payload):
+    return marshal.loads(payload)
 
 
 def pack(value):
@@ -91,36 +110,21 @@ def compress(data):
     return z.compress(data) + z.flush()
 
 
-def batches(entries):
-    """[(the entries, their JSON array as bytes)], cut at BATCH_ENTRIES and BATCH_BYTES.  A
-    whole cut is encoded at once (a third of the cost of encoding its entries one by one);
-    only a cut over BATCH_BYTES (entries of large clusters) is encoded entry by entry, to
-    be cut again where its bytes reach the bound."""
-    found = []
-    for start in range(0, len(entries), BATCH_ENTRIES):
-        cut = entries[start:start + BATCH_ENTRIES]
-        data = encode(cut)
-        if len(data) <= BATCH_BYTES or len(cut) == 1:
-            found.append((cut, data))
-            continue
-        texts, size = [], 0
-        for e in cut:
-            text = encode(e)
-            if texts and size + len(text) > BATCH_BYTES:
-                found.append(_joined(texts))
-                texts, size = [], 0
-            texts.append((e, text))
-            size += len(text)
-        found.append(_joined(texts))
-    return found
-
-
-def _joined(texts):
-    return [e for e, _ in texts], b"[" + b",".join(t for _, t in texts) + b"]"
+def batches(rows):
+    """[(the rows, their documents as one JSON array)], cut at BATCH_ENTRIES rows or
+    BATCH_BYTES bytes of JSON."""
+    cuts, size = [[]], 0
+    for r in rows:
+        if cuts[-1] and (size + len(r[DOC]) > BATCH_BYTES or len(cuts[-1]) >= BATCH_ENTRIES):
+            cuts.append([])
+            size = 0
+        cuts[-1].append(r)
+        size += len(r[DOC])
+    return [(cut, b"[" + b",".join(r[DOC] for r in cut) + b"]") for cut in cuts if cut]
 
 
 class Store:
-    """The sqlite side: entries in, snapshots taken from the spool, bounded by age and size."""
+    """The sqlite side: rows in, snapshots taken from the spool, bounded by age and size."""
 
     def __init__(self, path, run, spool, max_age, max_bytes, prune_every):
         self.db = open_db(path)
@@ -129,16 +133,15 @@ class Store:
         self._taken = set()  # snapshot versions already moved into the database
         self._last_prune = 0.0
 
-    def write(self, entries):
+    def write(self, rows):
         with self.db:
             self.db.execute("BEGIN")
-            rows = []
-            for chunk, data in batches(entries):
+            calls = []
+            for cut, data in batches(rows):
                 batch = self.db.execute("INSERT INTO batches (doc) VALUES (?)", (compress(data),)).lastrowid
-                rows += [(e["id"], e["time"], e["run"], e["version"], e["method"], "," + ",".join(e["units"]) + ",",
-                          b"", batch, pos) for pos, e in enumerate(chunk)]
-            self.db.executemany("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            for version in sorted({e["version"] for e in entries if e["version"]}):
+                calls += [(*r[:DOC], b"", batch, pos) for pos, r in enumerate(cut)]
+            self.db.executemany("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", calls)
+            for version in sorted({r[VERSION] for r in rows if r[VERSION]}):
                 self._take_snapshot(version)
         if time.time() - self._last_prune >= self.prune_every:
             self.prune()
@@ -209,15 +212,6 @@ def columns(db, table):
     return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
 
 
-def entries_payload(marshalled):
-    """The payload of an E frame: a marshal list of the entries' marshal bytes."""
-    return marshal.dumps(list(marshalled))
-
-
-def read_entries(payload):
-    return [marshal.loads(one) for one in marshal.loads(payload)]
-
-
 def frame(kind, payload):
     return HEADER.pack(len(payload), kind) + payload
 
@@ -247,12 +241,12 @@ def serve(stream, ack_fd):
             break
         kind, payload = got
         if kind == b"E":
-            entries = read_entries(payload)
+            rows = read_rows(payload)
             try:
-                store.write(entries)
-                written += len(entries)
+                store.write(rows)
+                written += len(rows)
             except Exception:  # one bad batch must not stop the journal
-                log.exception("journal: writing %d entries failed", len(entries))
+                log.exception("journal: writing %d entries failed", len(rows))
         elif kind == b"F":
             os.write(ack_fd, payload)
     store.db.close()

@@ -119,3 +119,15 @@ def test_an_entry_is_stored_as_it_was_when_recorded(tmp_path):
     reader = journal.Reader(tmp_path / "j.sqlite")
     stored = reader.call("t-1")
     assert stored["properties"] == {"p": "before"} and stored["outcomes"] == []
+
+
+def test_an_entry_no_encoder_takes_is_dropped_and_counted_and_the_next_is_stored(tmp_path, caplog):
+    j = journal.Journal(tmp_path / "j.sqlite", 14, 10)
+    bad = entry(1, time.time())
+    bad["outcomes"] = [{("a", "tuple"): "key"}]  # neither orjson nor the standard library takes it
+    j.record(bad)
+    j.record(entry(2, time.time()))
+    assert j.flush()
+    j.close()
+    assert j.dropped == 1 and "the entry of request t-1 cannot be encoded" in caplog.text
+    assert ids(tmp_path / "j.sqlite") == ["t-2"]

@@ -4,7 +4,6 @@ escapes the stop ladder."""
 import io
 import json
 import logging
-import marshal
 import os
 import signal
 import sqlite3
@@ -23,7 +22,11 @@ def entry(n, **extra):
 
 
 def _payload(*entries):
-    return journal_writer.entries_payload(marshal.dumps(e) for e in entries)
+    return journal_writer.rows_payload(_rows(entries))
+
+
+def _rows(entries):
+    return [journal_writer.row(e) for e in entries]
 
 
 def test_frames_are_stored_in_order_and_a_flush_is_answered_after_them(tmp_path):
@@ -41,7 +44,7 @@ def test_frames_are_stored_in_order_and_a_flush_is_answered_after_them(tmp_path)
     assert reader.call("w-3")["hosts"] == ["h1", "h2"]  # a tuple comes back as JSON's list
 
 
-def test_an_entry_marshal_cannot_carry_is_stored_as_text(tmp_path):
+def test_a_value_json_has_no_form_for_is_stored_as_text(tmp_path):
     j = journal.Journal(tmp_path / "j.sqlite", 14, 10)
     j.record(entry(1, answer={"result": object()}))
     assert j.flush()
@@ -96,11 +99,11 @@ def test_a_snapshot_spooled_after_its_first_calls_are_stored_is_taken_with_the_n
     spool = tmp_path / "spool"
     spool.mkdir()
     store = journal_writer.Store(str(tmp_path / "j.sqlite"), "r", str(spool), 86400.0, 1 << 30, 30.0)
-    store.write([entry(1, version=5)])
+    store.write(_rows([entry(1, version=5)]))
     reader = journal.Reader(tmp_path / "j.sqlite")
     assert reader.snapshot("r", 5) is None
     journal.write_spool(spool, 5, {"hosts": [], "vms": []})
-    store.write([entry(2, version=5)])
+    store.write(_rows([entry(2, version=5)]))
     assert reader.snapshot("r", 5) == {"hosts": [], "vms": []}
     assert not list(spool.glob("*.json.z"))  # moved into the database
 
@@ -132,7 +135,7 @@ def _count(reader, table):
 def test_entries_written_together_share_a_batch_and_each_reads_back_as_written(tmp_path, monkeypatch):
     monkeypatch.setattr(journal_writer, "BATCH_ENTRIES", 3)
     now = time.time()
-    _store(tmp_path).write([entry(n, time=now + n, hosts=[f"h{n}"]) for n in range(7)])
+    _store(tmp_path).write(_rows([entry(n, time=now + n, hosts=[f"h{n}"]) for n in range(7)]))
     reader = journal.Reader(tmp_path / "j.sqlite")
     assert _count(reader, "batches") == 3  # 3 + 3 + 1
     assert [reader.call(f"w-{n}")["hosts"] for n in (6, 0, 4)] == [["h6"], ["h0"], ["h4"]]
@@ -143,7 +146,7 @@ def test_entries_written_together_share_a_batch_and_each_reads_back_as_written(t
 def test_a_reader_holds_at_most_two_batches_however_many_it_reads(tmp_path, monkeypatch):
     monkeypatch.setattr(journal_writer, "BATCH_ENTRIES", 1)
     now = time.time()
-    _store(tmp_path).write([entry(n, time=now + n) for n in range(5)])
+    _store(tmp_path).write(_rows([entry(n, time=now + n) for n in range(5)]))
     reader, held = journal.Reader(tmp_path / "j.sqlite"), []
     for e in reader.calls():
         held.append(len(reader._batches))
@@ -154,7 +157,7 @@ def test_a_batch_is_cut_at_its_size_in_bytes(tmp_path, monkeypatch):
     now = time.time()
     one = len(journal_writer.encode(entry(0, time=now)))
     monkeypatch.setattr(journal_writer, "BATCH_BYTES", one * 3 // 2)  # no two entries fit
-    _store(tmp_path).write([entry(n, time=now + n) for n in range(5)])
+    _store(tmp_path).write(_rows([entry(n, time=now + n) for n in range(5)]))
     reader = journal.Reader(tmp_path / "j.sqlite")
     assert _count(reader, "batches") == 5
     assert [e["id"] for e in reader.calls()] == [f"w-{n}" for n in range(5)]
@@ -162,18 +165,19 @@ def test_a_batch_is_cut_at_its_size_in_bytes(tmp_path, monkeypatch):
 
 def test_what_the_fast_encoder_refuses_is_stored_all_the_same(tmp_path):
     now = time.time()
-    big = 2 ** 70  # beyond orjson's 64 bits: the standard library encodes this batch
-    _store(tmp_path).write([entry(1, time=now, answer={"result": [["h1", big]]}), entry(2, time=now + 1)])
+    big = 2 ** 70  # beyond orjson's 64 bits: the standard library encodes this entry
+    _store(tmp_path).write(_rows([entry(1, time=now, answer={"result": [["h1", big]]}),
+                                  entry(2, time=now + 1, answer={"result": [["h1", float("nan")]]})]))
     reader = journal.Reader(tmp_path / "j.sqlite")
     assert reader.call("w-1")["answer"]["result"] == [["h1", big]]
-    assert reader.call("w-2")["id"] == "w-2"
+    assert reader.call("w-2")["answer"]["result"] == [["h1", None]]  # JSON has no NaN
     assert _count(reader, "batches") == 1
 
 
 def test_pruning_drops_the_batches_no_call_is_in_any_more(tmp_path):
     store, now = _store(tmp_path, max_age=100.0), time.time()
-    store.write([entry(1, time=now - 1000), entry(2, time=now - 1000)])  # both too old
-    store.write([entry(3, time=now - 1000), entry(4, time=now)])  # one too old, one kept
+    store.write(_rows([entry(1, time=now - 1000), entry(2, time=now - 1000)]))  # both too old
+    store.write(_rows([entry(3, time=now - 1000), entry(4, time=now)]))  # one too old, one kept
     store.prune()
     reader = journal.Reader(tmp_path / "j.sqlite")
     assert [e["id"] for e in reader.recent()] == ["w-4"]
@@ -193,7 +197,7 @@ def test_a_journal_from_before_batches_is_read_and_then_written_on(tmp_path):
     reader = journal.Reader(path)  # read-only: the file is read as it is
     assert reader.call("w-1")["time"] == now
     reader.close()
-    _store(tmp_path).write([entry(2, time=now + 1)])  # the writer adds the batch columns
+    _store(tmp_path).write(_rows([entry(2, time=now + 1)]))  # the writer adds the batch columns
     reader = journal.Reader(path)
     assert [e["id"] for e in reader.calls()] == ["w-1", "w-2"]
     assert [e["id"] for e in reader.calls(unit="max_vms")] == ["w-1", "w-2"]
