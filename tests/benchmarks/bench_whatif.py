@@ -3,11 +3,10 @@
 Run: python -m tests.benchmarks.bench_whatif [--quick]
 
 - Journal on vs off: proxies on the same snapshot file, one with journal.path set, two with
-  it empty, called by 8 threads in 30 short alternating rounds (each leading in turn, the
-  order flipping each round, so a change in the machine's load hits all alike), spread over
-  15 sets of fresh proxies, with the CPU each proxy's process tree spent a call.  The two
-  "off" proxies give the noise floor.  Target: at most 0.3 ms added to p50, p99 unchanged (within 10 %
-  or 0.5 ms, the run-to-run noise of this machine).
+  it empty, called by 8 threads in 30 short rounds, one for each of 30 sets of fresh
+  proxies (each side leading in turn), with the CPU each proxy's process tree spent a
+  call.  The two "off" proxies give the noise floor.  Target: at most 0.3 ms added to p50,
+  p99 unchanged (within 10 % or 0.5 ms, the run-to-run noise of this machine).
 - simulate: 50 rounds of host_memory_balance on 1,000 hosts / 20,000 VMs, <= 30 s; the
   baseline is the naive way, a fork server started per round (dryrun.decide on a snapshot
   file written per round), measured over a few rounds and scaled to 50.
@@ -34,7 +33,7 @@ from tests.benchmarks.bench_proxy import run_threads
 from tests.support import ROOT, ProxyProcess, descendants, wait_until
 
 
-SESSIONS = 15  # fresh proxies this many times over the journal's rounds
+SESSIONS = 30  # fresh proxies this many times over the journal's rounds (most noise is a process's own)
 
 
 def verdict(ok):
