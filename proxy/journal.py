@@ -169,18 +169,18 @@ class Journal:
         while True:
             self._wake.wait(GATHER)
             self._wake.clear()
-            closing, token = self._closing, self._flush_wanted  # read before taking the entries
-            entries = []
+            closing, token = self._closing, self._flush_wanted  # read before taking the rows
+            rows = []
             while self._pending:
-                entries.append(self._pending.popleft())
+                rows.append(self._pending.popleft())
             try:
-                if entries:
-                    self._send(b"E", journal_writer.rows_payload(entries))
+                if rows:
+                    self._send(b"E", journal_writer.rows_payload(rows))
                 if token > self._flush_sent:
                     self._send(b"F", journal_writer.TOKEN.pack(token))
                     self._flush_sent = token
             except OSError as e:
-                self._writer_gone(e, len(entries))
+                self._writer_gone(e, len(rows))
                 return
             if closing:
                 os.close(self._pipe)

@@ -88,8 +88,8 @@ def row(entry):
 
 
 def rows_payload(rows):
-    """The payload of an E frame: the rows, marshal (a tuple of str, numbers and bytes)."""
-    return marshal.dumps(list(rows))
+    """The payload of an E frame: a list of rows (tuples of str, numbers and bytes), marshal."""
+    return marshal.dumps(rows)
 
 
 def read_rows(payload):
