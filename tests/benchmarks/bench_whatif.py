@@ -91,7 +91,7 @@ def bench_journal(workdir, rounds, per_thread, sessions=SESSIONS):
     snap_path.write_text((ROOT / "config" / "cluster-small.json").read_text())
     hosts = [h["id"] for h in json.loads(snap_path.read_text())["hosts"]]
     sides = (("on", "j.sqlite"), ("off", ""), ("off2", ""))
-    lat, cpu = {side: [] for side, _ in sides}, {side: 0.0 for side, _ in sides}
+    cpu = {side: 0.0 for side, _ in sides}
     per_session = []  # {side: latencies} of each set of proxies
     # "off2" is "off" again: what the two differ by is the noise between two identical
     # proxies, the floor under which on vs off cannot be told apart.  A process keeps its
@@ -116,13 +116,11 @@ def bench_journal(workdir, rounds, per_thread, sessions=SESSIONS):
             mine = {side: [] for side in proxies}
             alternating({side: (caller(p.url, hosts), p) for side, p in proxies.items()},
                         max(1, rounds // sessions), per_thread, mine, cpu)
-            for side, got in mine.items():
-                lat[side] += got
             per_session.append(mine)
         finally:
             for p in proxies.values():
                 p.stop()
-    found = {side: summary(lat[side], cpu[side]) for side in lat}
+    found = {side: summary([x for s in per_session for x in s[side]], cpu[side]) for side in cpu}
     (on_p50, on_p99, on_cpu), (off_p50, off_p99, off_cpu), (a_p50, a_p99, a_cpu) = (
         found["on"], found["off"], found["off2"])
     print(f"journal on : p50 {on_p50:.2f} ms, p99 {on_p99:.2f} ms, CPU {on_cpu:.2f} ms a call")
