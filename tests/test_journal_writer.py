@@ -4,6 +4,7 @@ escapes the stop ladder."""
 import io
 import json
 import logging
+import marshal
 import os
 import signal
 import sqlite3
@@ -201,3 +202,19 @@ def test_a_journal_from_before_batches_is_read_and_then_written_on(tmp_path):
     reader = journal.Reader(path)
     assert [e["id"] for e in reader.calls()] == ["w-1", "w-2"]
     assert [e["id"] for e in reader.calls(unit="max_vms")] == ["w-1", "w-2"]
+
+
+def test_a_malformed_rows_frame_is_logged_and_skipped_and_the_next_is_stored(tmp_path, caplog):
+    settings = {"path": str(tmp_path / "j.sqlite"), "run": "r", "spool": str(tmp_path), "max_age": 86400.0,
+                "max_bytes": 1 << 30, "prune_every": 30.0, "log": None}
+    good = _payload(entry(1))
+    stream = io.BytesIO(journal_writer.frame(b"C", json.dumps(settings).encode())
+                        + journal_writer.frame(b"E", good[:-3])  # cut short
+                        + journal_writer.frame(b"E", b"garbage!")
+                        + journal_writer.frame(b"E", marshal.dumps([("w-9", 1.0)]))  # not a row
+                        + journal_writer.frame(b"E", _payload(entry(2))))
+    acks_r, acks_w = os.pipe()
+    with caplog.at_level(logging.ERROR, "proxy.journal"):
+        assert journal_writer.serve(stream, acks_w) == 1
+    assert caplog.text.count("malformed E frame") == 3
+    assert [e["id"] for e in journal.Reader(tmp_path / "j.sqlite").recent()] == ["w-2"]
