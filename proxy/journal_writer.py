@@ -83,12 +83,8 @@ def row(entry):
     """The row of an entry (a journal.make_entry dict): its columns, and its JSON document.
     Made in the server, in the call's thread: no entry outlives its call as Python objects,
     and the writer neither decodes nor encodes it."""
-    try:
-        doc = orjson.dumps(entry, default=str)  # encode(), inlined: a call less in the call's thread
-    except TypeError:
-        doc = encode(entry)
     return (entry["id"], entry["time"], entry["run"], entry["version"], entry["method"],
-            f',{",".join(entry["units"])},', doc)
+            "," + ",".join(entry["units"]) + ",", encode(entry))
 
 
 def rows_payload(rows):

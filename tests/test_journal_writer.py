@@ -26,14 +26,19 @@ def _payload(*entries):
     return journal_writer.rows_payload(_rows(entries))
 
 
+def _settings_frame(tmp_path):
+    """The C frame a writer starts with: a journal in tmp_path, no bounds a test reaches."""
+    settings = {"path": str(tmp_path / "j.sqlite"), "run": "r", "spool": str(tmp_path), "max_age": 86400.0,
+                "max_bytes": 1 << 30, "prune_every": 30.0, "log": None}
+    return journal_writer.frame(b"C", json.dumps(settings).encode())
+
+
 def _rows(entries):
     return [journal_writer.row(e) for e in entries]
 
 
 def test_frames_are_stored_in_order_and_a_flush_is_answered_after_them(tmp_path):
-    settings = {"path": str(tmp_path / "j.sqlite"), "run": "r", "spool": str(tmp_path), "max_age": 86400.0,
-                "max_bytes": 1 << 30, "prune_every": 30.0, "log": None}
-    stream = io.BytesIO(journal_writer.frame(b"C", json.dumps(settings).encode())
+    stream = io.BytesIO(_settings_frame(tmp_path)
                         + journal_writer.frame(b"E", _payload(entry(1), entry(2)))
                         + journal_writer.frame(b"F", journal_writer.TOKEN.pack(7))
                         + journal_writer.frame(b"E", _payload(entry(3, hosts=("h1", "h2")))))
@@ -205,10 +210,8 @@ def test_a_journal_from_before_batches_is_read_and_then_written_on(tmp_path):
 
 
 def test_a_malformed_rows_frame_is_logged_and_skipped_and_the_next_is_stored(tmp_path, caplog):
-    settings = {"path": str(tmp_path / "j.sqlite"), "run": "r", "spool": str(tmp_path), "max_age": 86400.0,
-                "max_bytes": 1 << 30, "prune_every": 30.0, "log": None}
     good = _payload(entry(1))
-    stream = io.BytesIO(journal_writer.frame(b"C", json.dumps(settings).encode())
+    stream = io.BytesIO(_settings_frame(tmp_path)
                         + journal_writer.frame(b"E", good[:-3])  # cut short
                         + journal_writer.frame(b"E", b"garbage!")
                         + journal_writer.frame(b"E", marshal.dumps([("w-9", 1.0)]))  # not a row
