@@ -86,10 +86,11 @@ def catalog_of(cfg):
     """The units of cfg's plugin folder and the rejections, by the discovery `serve` runs."""
     if not cfg.plugin_folder.is_dir():
         raise ConfigError(f"plugins.folder: {cfg.plugin_folder} is not a folder")
-    # Only the catalog is wanted: no worker to fork and kill, and what the fork server logs
-    # goes to the terminal that asked, not to the service's log file.
-    executor = Executor(cfg.replace({"plugins.spare_workers": 0, "log.file": "", "log.level": "WARNING"}),
-                        password="")
+    # Only the catalog is wanted: no worker to fork and kill, no read of the engine (without
+    # the password, its refused login was logged when the read won the race with stop()), and
+    # what the fork server logs goes to the terminal that asked, not to the service's log file.
+    executor = Executor(cfg.replace({"plugins.spare_workers": 0, "engine.max_age": 0, "log.file": "",
+                                     "log.level": "WARNING"}), password="")
     try:
         return executor.start()
     finally:

@@ -2,7 +2,8 @@
 
 A call runs on the current generation (generation.py: one fork server with the plugin code
 of one moment).  The executor decides when a new generation is needed: plugin files that
-changed (checked before each engine call, one scandir), a fork server that died, or SIGHUP.
+changed (checked before each engine call: proxy/folder_watch.py), a fork server that died,
+or SIGHUP.
 """
 
 import dataclasses
@@ -141,7 +142,7 @@ class Executor:
         that died, is replaced first (a new generation), so the call that follows runs on it."""
         gen = self.generation
         reason = ("the fork server had exited" if not gen.alive else
-                  "plugin files changed" if registry.fingerprint(gen.folder) != gen.fingerprint else None)
+                  "plugin files changed" if gen.files_changed() else None)
         if reason:
             with self.reload_lock:
                 if self.generation is gen:  # another request may have reloaded meanwhile

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 
-from . import child_environment, messages, metrics, registry, warm, wire
+from . import child_environment, folder_watch, messages, metrics, registry, warm, wire
 from .errors import BadUnitOutput, ProxyBusy, ProxyError, UnitCrashed, UnitError, UnitTimeout
 
 log = logging.getLogger("proxy.generation")
@@ -61,6 +61,9 @@ class Generation:
         self.snapshot_file = snapshot_file
         self.refresher = None  # set by the executor when the engine's state is shared
         self.folder = config.plugin_folder
+        # Watched before the scan: a change made during the scan raises an event.
+        self.watch = folder_watch.FolderWatch(self.folder)
+        self._seen = self.watch.mark() or (0, 0)  # the watch's mark when the folder last matched
         self.fingerprint = registry.fingerprint(self.folder)
         self.cond = threading.Condition()
         self.pool = collections.deque()
@@ -284,9 +287,9 @@ class Generation:
                                        balancing=call.balancing,
                                        reuse=reuse and w.calls + 1 < self.config.plugins.worker_calls)
             try:
-                w.sock.settimeout(max(0.001, deadline - time.monotonic()))
-                wire.send_frame(w.sock, messages.to_wire(request))
-                w.sock.setblocking(False)
+                if w.sock.gettimeout() != 0.0:  # a spare, new from the fork server
+                    w.sock.setblocking(False)
+                wire.send_frame_nowait(w.sock, wire.frame(messages.to_wire(request)), deadline)
                 return w
             except OSError:
                 w.sock.close()
@@ -298,7 +301,10 @@ class Generation:
     def _collect(self, inflight, due):
         """Yield (socket, (index, worker, message, None at EOF, or _OVERRAN)) as answers
         complete or calls pass their due time (`due`: socket -> time.monotonic())."""
-        with selectors.DefaultSelector() as sel:
+        # poll, not epoll: no system call to set up or tear down (epoll takes four a call,
+        # each one a hand-over of the interpreter lock on a busy server), and a batch
+        # watches a few sockets.
+        with selectors.PollSelector() as sel:
             for sock in inflight:
                 sel.register(sock, selectors.EVENT_READ)
             while inflight:
@@ -312,7 +318,7 @@ class Generation:
                 for key, _ in sel.select(max(0.0, min(due[s] for s in inflight) - now)):
                     i, w, reader = inflight[key.fileobj]
                     try:
-                        data = w.sock.recv(1 << 20)
+                        data = w.sock.recv(reader.wanted())
                     except BlockingIOError:
                         continue
                     except OSError:
@@ -351,8 +357,24 @@ class Generation:
         if done:
             self.stop()
 
+    def files_changed(self):
+        """True when a plugin file may differ from the code this generation imported.  No
+        scan while the watch can tell, and but once every folder_watch.RESCAN seconds."""
+        mark = self.watch.mark()
+        if mark is None:
+            return registry.fingerprint(self.folder) != self.fingerprint
+        if mark[0] != self._seen[0]:
+            return True  # a plugin file was added, removed, renamed or written
+        if mark == self._seen:
+            return False
+        if registry.fingerprint(self.folder) != self.fingerprint:
+            return True  # a change no event reported (a network filesystem's, made elsewhere)
+        self._seen = mark  # only the period moved: no scan until the next
+        return False
+
     def stop(self):
         """Close, wait, TERM, wait, KILL, and always reap."""
+        self.watch.close()
         with self.cond:
             self.retired = self.stopping = True
             for w in self.pool:

@@ -11,6 +11,7 @@ import array
 import json
 import socket
 import struct
+import time
 
 _LEN = struct.Struct("!I")
 CONTROL_MAX = 1 << 20  # a catalog of a few hundred units fits easily
@@ -35,9 +36,31 @@ def _plain(obj):
     raise TypeError(f"{type(obj).__name__!r} values cannot be sent to the engine")
 
 
-def send_frame(sock, obj):
+def frame(obj):
+    """The bytes of one message on a stream socket: its length, then its JSON (or obj's bytes)."""
     data = encode(obj) if not isinstance(obj, bytes) else obj
-    sock.sendall(_LEN.pack(len(data)) + data)
+    return _LEN.pack(len(data)) + data
+
+
+def send_frame(sock, obj):
+    sock.sendall(frame(obj))
+
+
+def send_frame_nowait(sock, data, deadline):
+    """Send a frame's bytes on a non-blocking socket: at once when the socket's buffer takes
+    them all (a request to a worker always fits), else waiting until `deadline`
+    (time.monotonic()).  Why not sendall with a timeout: that polls before it sends, and each
+    system call costs a busy server's thread a hand-over of the interpreter lock."""
+    try:
+        sent = sock.send(data)
+    except BlockingIOError:
+        sent = 0
+    if sent < len(data):
+        sock.settimeout(max(0.001, deadline - time.monotonic()))
+        try:
+            sock.sendall(memoryview(data)[sent:])
+        finally:
+            sock.setblocking(False)
 
 
 def recv_frame(sock, limit):
@@ -73,6 +96,16 @@ class FrameReader:
     def __init__(self, limit):
         self.limit = limit
         self.buf = bytearray()
+
+    def wanted(self):
+        """How many bytes to ask the socket for: what the frame still lacks once its length
+        is known (at most 1 MiB a read), else 64 KiB.  A larger buffer than the answer is
+        allocated whole first: 1 MiB each read took an mmap and an munmap, and an munmap in a
+        threaded process interrupts the other CPUs to flush their address caches."""
+        if len(self.buf) < _LEN.size:
+            return 1 << 16
+        (size,) = _LEN.unpack_from(self.buf)
+        return max(1, min(_LEN.size + size - len(self.buf), 1 << 20))
 
     def feed(self, data):
         """Add bytes; return the decoded message once it is complete, else None."""

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from proxy import config, executor, protocol
+from proxy import config, executor, folder_watch, protocol
 from proxy.errors import ProxyBusy, UnitCrashed
 from tests.executor_support import HOSTS, TIMEOUT, call, forkserver_pid, make
 from tests.support import PLUGINS, alive, descendants, wait_until
@@ -98,6 +98,29 @@ def test_changed_plugin_files_are_seen_by_the_next_call(tmp_path):
         assert ex.catalog().find("filter", "added")  # the executor saw the change and reloaded
         assert call(ex, "versioned", "balance", [HOSTS, {}])[0] == "3fd0bb5e-2f4b-4e5a-9b6c-0d1e2f3a4b5c"
         wait_until(lambda: not alive(old_server), 5, "the retired fork server to stop")
+    finally:
+        ex.stop()
+
+
+def test_a_change_no_event_reports_is_seen_within_the_rescan_period(tmp_path, monkeypatch):
+    """A plugin file rewritten through a hard link elsewhere raises no event in the plugin
+    folder (as a change made on another machine of a network filesystem): the scan every
+    RESCAN seconds finds it."""
+    monkeypatch.setattr(folder_watch, "RESCAN", 0.2)
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "versioned.py").write_text("class versioned:\n    def do_balance(self, hosts, args):\n        return None\n")
+    os.link(folder / "versioned.py", tmp_path / "alias.py")
+    ex = make(folder)
+    try:
+        first = ex.generation
+        assert first.watch.why_not is None  # inotify serves this folder
+        assert call(ex, "versioned", "balance", [HOSTS, {}]) is None
+        (tmp_path / "alias.py").write_text("class versioned:\n    def do_balance(self, hosts, args):\n"
+                                           "        return ('3fd0bb5e-2f4b-4e5a-9b6c-0d1e2f3a4b5c', hosts)\n")
+        wait_until(lambda: call(ex, "versioned", "balance", [HOSTS, {}]) is not None, 10,
+                   "the rewritten unit to be reloaded")
+        assert ex.generation is not first
     finally:
         ex.stop()
 

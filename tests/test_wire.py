@@ -1,6 +1,8 @@
 """Messages between the server, the fork server and the workers."""
 import os
 import socket
+import threading
+import time
 
 import pytest
 from hypothesis import given, strategies as st
@@ -57,3 +59,37 @@ def test_control_messages_carry_file_descriptors():
         assert wire.recv_control(b) == (None, [])
     for fd in (r, w, fds[0]):
         os.close(fd)
+
+
+def test_a_frame_larger_than_the_socket_buffer_is_sent_whole_and_the_socket_left_non_blocking():
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    text = "x" * (4 << 20)  # far beyond a Unix socket's buffer: sent in pieces, as the reader reads
+    got = []
+    reader = threading.Thread(target=lambda: got.append(wire.recv_frame(b, 8 << 20)))
+    reader.start()
+    with a, b:
+        wire.send_frame_nowait(a, wire.frame(text), time.monotonic() + 10)
+        reader.join(10)
+        assert got == [text] and a.gettimeout() == 0.0
+
+
+def test_a_peer_that_never_reads_ends_the_send_at_the_deadline():
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    with a, b:
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            wire.send_frame_nowait(a, wire.frame("x" * (4 << 20)), start + 0.3)
+        assert 0.25 < time.monotonic() - start < 3 and a.gettimeout() == 0.0
+
+
+def test_a_reader_asks_for_what_its_frame_lacks():
+    reader = wire.FrameReader(1 << 30)
+    assert reader.wanted() == 1 << 16  # the length is not known yet
+    assert reader.feed((10).to_bytes(4, "big") + b'"abc') is None
+    assert reader.wanted() == 6
+    assert reader.feed(b'defgh"') == "abcdefgh"
+    large = wire.FrameReader(1 << 30)
+    large.feed((5 << 20).to_bytes(4, "big"))
+    assert large.wanted() == 1 << 20  # at most 1 MiB a read
