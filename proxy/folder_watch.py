@@ -11,10 +11,11 @@ That also sees a rewrite the scan could miss: one of the same size within the fi
 clock tick (a few ms) leaves name, size and mtime as they were.
 
 Where inotify cannot see every change, `mark()` answers None and the caller scans every
-time, as before: no inotify (not Linux, the instance limit reached), a folder reached
-through a symbolic link (re-pointing the link raises no event in the old folder), plugin
-files that are symbolic links (their targets change elsewhere), and a watch the kernel
-dropped (the folder deleted or moved).  A network filesystem raises no event for a change
+time, as before: no inotify (not Linux, the instance limit reached), plugin files that are
+symbolic links (their targets change elsewhere), a watch the kernel dropped (the folder
+deleted or moved), and a folder path through a symbolic link (re-pointing the link raises no
+event in the old folder; the configuration resolves plugins.folder when it loads, so only a
+caller that does not gets there).  A network filesystem raises no event for a change
 made on another machine: the mark also moves every RESCAN seconds, so such a change is seen
 within that time (the caller scans when only the period moved).
 """

@@ -102,6 +102,24 @@ def test_changed_plugin_files_are_seen_by_the_next_call(tmp_path):
         ex.stop()
 
 
+def test_linked_plugin_files_are_scanned_for_and_their_changes_seen_by_the_next_call(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "versioned.py").write_text("class versioned:\n    def do_balance(self, hosts, args):\n        return None\n")
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "versioned.py").symlink_to(shared / "versioned.py")  # its target changes raise no event here
+    ex = make(folder)
+    try:
+        assert "symbolic links" in ex.generation.watch.why_not
+        assert call(ex, "versioned", "balance", [HOSTS, {}]) is None
+        (shared / "versioned.py").write_text("class versioned:\n    def do_balance(self, hosts, args):\n"
+                                             "        return ('3fd0bb5e-2f4b-4e5a-9b6c-0d1e2f3a4b5c', hosts)\n")
+        assert call(ex, "versioned", "balance", [HOSTS, {}])[0] == "3fd0bb5e-2f4b-4e5a-9b6c-0d1e2f3a4b5c"
+    finally:
+        ex.stop()
+
+
 def test_a_change_no_event_reports_is_seen_within_the_rescan_period(tmp_path, monkeypatch):
     """A plugin file rewritten through a hard link elsewhere raises no event in the plugin
     folder (as a change made on another machine of a network filesystem): the scan every
