@@ -358,8 +358,9 @@ class Generation:
             self.stop()
 
     def files_changed(self):
-        """True when a plugin file may differ from the code this generation imported.  No
-        scan while the watch can tell, and but once every folder_watch.RESCAN seconds."""
+        """True when a plugin file may differ from the code this generation imported.  The
+        folder is scanned only when the watch cannot tell, and once every
+        folder_watch.RESCAN seconds anyway."""
         mark = self.watch.mark()
         if mark is None:
             return registry.fingerprint(self.folder) != self.fingerprint
