@@ -86,7 +86,7 @@ class FolderWatch:
             if self._inotify is None:
                 return None
             try:
-                events = self._inotify.read(timeout=0)
+                events = list(self._inotify.read(timeout=0))  # (documented as a generator in places)
             except OSError as e:
                 self._give_up(f"reading its inotify events failed ({e})")
                 return None
