@@ -43,7 +43,7 @@ def verdict(ok):
     return "MET" if ok else "MISSED"
 
 
-def alternating(sides, rounds, per_thread, lat, cpu, concurrency=8):
+def alternating(sides, rounds, per_thread, lat, cpu, concurrency=8, roles=None):
     """Adds each side's latencies to lat[name] and its CPU seconds to cpu[name] (sides: {name:
     (make_call, ProxyProcess)}), measured in alternating rounds: each side leads in turn and
     the order flips each round, so no side always runs first or after the same one (on a
@@ -55,9 +55,13 @@ def alternating(sides, rounds, per_thread, lat, cpu, concurrency=8):
         order = names[n % len(names):] + names[:n % len(names)]
         for name in order if n % 2 == 0 else reversed(order):
             make, proxy = sides[name]
-            before = tree_cpu(proxy.proc.pid)
+            before = cpu_by_role(proxy.proc.pid)
             lat[name] += run_threads(make, concurrency, per_thread)[0]
-            cpu[name] += tree_cpu(proxy.proc.pid) - before
+            after = cpu_by_role(proxy.proc.pid)
+            cpu[name] += sum(after.values()) - sum(before.values())
+            if roles is not None:  # {name: {role: seconds}}, to say which process the CPU went to
+                for role in after:
+                    roles[name][role] += after[role] - before[role]
 
 
 def summary(latencies, cpu_seconds):
@@ -67,16 +71,20 @@ def summary(latencies, cpu_seconds):
             cpu_seconds / len(got) * 1000)
 
 
-def tree_cpu(pid):
-    """CPU seconds of pid and its descendants, with the children they reaped (the workers)."""
-    total = 0
+def cpu_by_role(pid):
+    """CPU seconds of a proxy's processes (pid: its server), with the children each reaped:
+    {"server", "writer" (the journal's writer), "execution" (the fork server, the workers)}."""
+    found = {"server": 0.0, "writer": 0.0, "execution": 0.0}
     for p in [pid] + descendants(pid):
         try:
             with open(f"/proc/{p}/stat") as f:
-                total += sum(int(x) for x in f.read().rsplit(")", 1)[1].split()[11:15])
+                ticks = sum(int(x) for x in f.read().rsplit(")", 1)[1].split()[11:15])
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                writer = b"proxy.journal_writer" in f.read()
         except OSError:
             continue  # ended meanwhile
-    return total / os.sysconf("SC_CLK_TCK")
+        found["server" if p == pid else "writer" if writer else "execution"] += ticks / os.sysconf("SC_CLK_TCK")
+    return found
 
 
 def caller(url, hosts):
@@ -92,6 +100,7 @@ def bench_journal(workdir, rounds, per_thread, sessions=SESSIONS):
     hosts = [h["id"] for h in json.loads(snap_path.read_text())["hosts"]]
     sides = (("on", "j.sqlite"), ("off", ""), ("off2", ""))
     cpu = {side: 0.0 for side, _ in sides}
+    roles = {side: {"server": 0.0, "writer": 0.0, "execution": 0.0} for side, _ in sides}
     per_session = []  # {side: latencies} of each set of proxies
     # "off2" is "off" again: what the two differ by is the noise between two identical
     # proxies, the floor under which on vs off cannot be told apart.  A process keeps its
@@ -115,7 +124,7 @@ def bench_journal(workdir, rounds, per_thread, sessions=SESSIONS):
                 wait_until(lambda p=p: "engine check" in p.log(), 60, "the proxy's engine check")
             mine = {side: [] for side in proxies}
             alternating({side: (caller(p.url, hosts), p) for side, p in proxies.items()},
-                        max(1, rounds // sessions), per_thread, mine, cpu)
+                        max(1, rounds // sessions), per_thread, mine, cpu, roles=roles)
             per_session.append(mine)
         finally:
             for p in proxies.values():
@@ -132,6 +141,11 @@ def bench_journal(workdir, rounds, per_thread, sessions=SESSIONS):
           f"or 0.5 ms): {verdict(p99_ok)}")
     print(f"  CPU added {on_cpu - off_cpu:+.2f} ms a call, on/off {on_cpu / off_cpu:.3f} (the journal writer "
           "included: at SCHED_IDLE, little of its share reaches p50)")
+    calls = {side: sum(len(s[side]) for s in per_session) for side in roles}
+    share = {side: {role: t / calls[side] * 1e6 for role, t in r.items()} for side, r in roles.items()}
+    print(f"  CPU a call by process, on / off: server {share['on']['server']:,.0f} / {share['off']['server']:,.0f} us, "
+          f"journal writer {share['on']['writer']:,.0f} us, fork server and workers "
+          f"{share['on']['execution']:,.0f} / {share['off']['execution']:,.0f} us")
     print(f"  noise floor, off vs a second off proxy in the same rounds: p50 {a_p50 - off_p50:+.2f} ms, "
           f"p99 {a_p99 / off_p99:.3f}, CPU {a_cpu - off_cpu:+.2f} ms a call")
     low, high = p50_added_interval(per_session)
