@@ -4,7 +4,7 @@ A change to the plugin folder is seen by the next call (README, on `SIGHUP`).  S
 folder before every call (`registry.fingerprint`: a scandir and a stat a file) made ~14
 system calls a call, and on a busy server each one lets the call's thread drop the
 interpreter lock and queue for it again behind the other callers: that took a quarter of the
-server's CPU a call under 8 callers (docs/RELIABILITY.md, "The plugin folder, watched").
+server's CPU a call under 8 callers (docs/EXECUTION.md §8, "The server under concurrent calls").
 inotify queues an event in the very system call that changes a file, so one non-blocking
 read tells whether a plugin file was added, removed, renamed or written since the last look.
 That also sees a rewrite the scan could miss: one of the same size within the filesystem's

@@ -362,15 +362,15 @@ class Generation:
         folder is scanned only when the watch cannot tell, and once every
         folder_watch.RESCAN seconds anyway."""
         mark = self.watch.mark()
-        if mark is None:
-            return registry.fingerprint(self.folder) != self.fingerprint
-        if mark[0] != self._seen[0]:
-            return True  # a plugin file was added, removed, renamed or written
-        if mark == self._seen:
-            return False
+        if mark is not None:
+            if mark[0] != self._seen[0]:
+                return True  # a plugin file was added, removed, renamed or written
+            if mark == self._seen:
+                return False
         if registry.fingerprint(self.folder) != self.fingerprint:
-            return True  # a change no event reported (a network filesystem's, made elsewhere)
-        self._seen = mark  # only the period moved: no scan until the next
+            return True  # (with a mark: a change no event reported, a network filesystem's)
+        if mark is not None:
+            self._seen = mark  # only the period moved: no scan until the next
         return False
 
     def stop(self):

@@ -43,9 +43,10 @@ def verdict(ok):
     return "MET" if ok else "MISSED"
 
 
-def alternating(sides, rounds, per_thread, lat, cpu, concurrency=8, roles=None):
-    """Adds each side's latencies to lat[name] and its CPU seconds to cpu[name] (sides: {name:
-    (make_call, ProxyProcess)}), measured in alternating rounds: each side leads in turn and
+def alternating(sides, rounds, per_thread, lat, cpu, concurrency=8):
+    """Adds each side's latencies to lat[name] and its CPU seconds, by role (cpu_by_role), to
+    cpu[name][role] (sides: {name: (make_call, ProxyProcess)}), measured in alternating
+    rounds: each side leads in turn and
     the order flips each round, so no side always runs first or after the same one (on a
     warmer or a busier machine).  The CPU is the proxy's whole process tree's: with 8 callers
     on 2 cores, p50 is ~4 x the CPU a call takes, so the CPU a side adds shows there even when
@@ -58,10 +59,8 @@ def alternating(sides, rounds, per_thread, lat, cpu, concurrency=8, roles=None):
             before = cpu_by_role(proxy.proc.pid)
             lat[name] += run_threads(make, concurrency, per_thread)[0]
             after = cpu_by_role(proxy.proc.pid)
-            cpu[name] += sum(after.values()) - sum(before.values())
-            if roles is not None:  # {name: {role: seconds}}, to say which process the CPU went to
-                for role in after:
-                    roles[name][role] += after[role] - before[role]
+            for role in after:
+                cpu[name][role] += after[role] - before[role]
 
 
 def summary(latencies, cpu_seconds):
@@ -99,8 +98,7 @@ def bench_journal(workdir, rounds, per_thread, sessions=SESSIONS):
     snap_path.write_text((ROOT / "config" / "cluster-small.json").read_text())
     hosts = [h["id"] for h in json.loads(snap_path.read_text())["hosts"]]
     sides = (("on", "j.sqlite"), ("off", ""), ("off2", ""))
-    cpu = {side: 0.0 for side, _ in sides}
-    roles = {side: {"server": 0.0, "writer": 0.0, "execution": 0.0} for side, _ in sides}
+    cpu = {side: {"server": 0.0, "writer": 0.0, "execution": 0.0} for side, _ in sides}
     per_session = []  # {side: latencies} of each set of proxies
     # "off2" is "off" again: what the two differ by is the noise between two identical
     # proxies, the floor under which on vs off cannot be told apart.  A process keeps its
@@ -124,12 +122,12 @@ def bench_journal(workdir, rounds, per_thread, sessions=SESSIONS):
                 wait_until(lambda p=p: "engine check" in p.log(), 60, "the proxy's engine check")
             mine = {side: [] for side in proxies}
             alternating({side: (caller(p.url, hosts), p) for side, p in proxies.items()},
-                        max(1, rounds // sessions), per_thread, mine, cpu, roles=roles)
+                        max(1, rounds // sessions), per_thread, mine, cpu)
             per_session.append(mine)
         finally:
             for p in proxies.values():
                 p.stop()
-    found = {side: summary([x for s in per_session for x in s[side]], cpu[side]) for side in cpu}
+    found = {side: summary([x for s in per_session for x in s[side]], sum(cpu[side].values())) for side in cpu}
     (on_p50, on_p99, on_cpu), (off_p50, off_p99, off_cpu), (a_p50, a_p99, a_cpu) = (
         found["on"], found["off"], found["off2"])
     print(f"journal on : p50 {on_p50:.2f} ms, p99 {on_p99:.2f} ms, CPU {on_cpu:.2f} ms a call")
@@ -141,8 +139,8 @@ def bench_journal(workdir, rounds, per_thread, sessions=SESSIONS):
           f"or 0.5 ms): {verdict(p99_ok)}")
     print(f"  CPU added {on_cpu - off_cpu:+.2f} ms a call, on/off {on_cpu / off_cpu:.3f} (the journal writer "
           "included: at SCHED_IDLE, little of its share reaches p50)")
-    calls = {side: sum(len(s[side]) for s in per_session) for side in roles}
-    share = {side: {role: t / calls[side] * 1e6 for role, t in r.items()} for side, r in roles.items()}
+    calls = {side: sum(len(s[side]) for s in per_session) for side in cpu}
+    share = {side: {role: t / calls[side] * 1e6 for role, t in r.items()} for side, r in cpu.items()}
     print(f"  CPU a call by process, on / off: server {share['on']['server']:,.0f} / {share['off']['server']:,.0f} us, "
           f"journal writer {share['on']['writer']:,.0f} us, fork server and workers "
           f"{share['on']['execution']:,.0f} / {share['off']['execution']:,.0f} us")
