@@ -7,16 +7,17 @@ batch, proxy/journal_writer.py), and the snapshots those calls ran on, once per 
 as the zlib-compressed JSON document of proxy/snapshot.py: a recorded call can be re-run on
 exactly the state it saw (`ovirt-scheduler-proxy explain`, `balance --snapshot`).
 
-A call never waits on the disk: `record()` encodes the entry (orjson, C, ~1 us) into a row
-on a bounded deque, a feeder thread marshals what gathered (every GATHER seconds) onto a
-pipe, and a writer process (proxy/journal_writer.py) compresses and stores it, outside the
-server's interpreter lock.  The server keeps no entry as Python objects past its call:
-held for GATHER, they outlived collections of the young generation, and the garbage
-collector walked them (+5.6 us a call), then the feeder freed them in bulk while every
-call waited for the lock.  If the writer falls behind (a slow disk), the pipe fills, the
-deque fills, and entries are dropped and counted, and the count is logged; the engine's calls
-go on at full speed.  The file is bounded by age (journal.max_days) and size
-(journal.max_mb): the oldest calls go first.
+A call never waits on the disk: `record()` encodes the entry (orjson, C, ~1 us) and copies
+its bytes into a buffer the server keeps for the journal, a feeder thread hands what gathered
+(every GATHER seconds) to a pipe in one write, and a writer process
+(proxy/journal_writer.py) reads each entry's columns, compresses and stores it, outside the
+server's interpreter lock.  No entry outlives its call in the server, not even as bytes: an
+entry's bytes held for GATHER, then marshalled and freed by the feeder, took ~0.6 ms of p50
+under 8 callers, where dropping them at once took nothing measurable (docs/RELIABILITY.md,
+"A sixth day").  The server's two buffers are allocated once and reused.  If the writer falls
+behind (a slow disk), the pipe fills, the buffer fills, and entries are dropped and counted,
+and the count is logged; the engine's calls go on at full speed.  The file is bounded by age
+(journal.max_days) and size (journal.max_mb): the oldest calls go first.
 
 Snapshots the fork server reads (proxy/holding.py) reach the writer through a spool folder
 (SPOOL_ENV names it in the fork server's environment): one `<version>.json.z` file each,
@@ -27,6 +28,7 @@ import collections
 import fcntl
 import json
 import logging
+import mmap
 import os
 import select
 import sqlite3
@@ -44,9 +46,12 @@ from .journal_writer import pack
 log = logging.getLogger("proxy.journal")
 
 SPOOL_ENV = "OVIRT_SCHEDULER_PROXY_SNAPSHOT_SPOOL"
-QUEUE_SIZE = 2000  # entries waiting for the pipe; beyond, new entries are dropped
+# Bytes of encoded entries waiting for the pipe (a second buffer as large is being written):
+# at ~1.5 KB an entry, 2,800 entries; at ~150 KB (a 1,000-host filter call), 28.  Beyond, new
+# entries are dropped and counted.
+BUFFER_BYTES = 4 << 20
 PIPE_BYTES = 1 << 20  # the pipe to the writer holds this much more (Linux's default limit for a user)
-# The feeder marshals what gathered this often: one pipe write per GATHER, not one per call.
+# The feeder writes what gathered this often: one pipe write per GATHER, not one per call.
 GATHER = 0.2
 PRUNE_EVERY = 30.0  # seconds between two age/size checks (in the writer)
 DROP_LOG_EVERY = 60.0  # seconds between two "entries dropped" log lines
@@ -88,17 +93,22 @@ def make_entry(rid, started, client, method, record, answer, seconds, run):
 
 
 class Journal:
-    """The server's side: `record()` is safe from any thread, never blocks and only encodes;
-    a feeder thread sends what was recorded down the writer process's pipe
-    (proxy/journal_writer.py), which stores it."""
+    """The server's side: `record()` is safe from any thread, never waits on I/O, and only
+    encodes and copies; a feeder thread sends what was recorded down the writer process's
+    pipe (proxy/journal_writer.py), which stores it."""
 
-    def __init__(self, path, max_days, max_mb, *, queue_size=QUEUE_SIZE, prune_every=PRUNE_EVERY,
+    def __init__(self, path, max_days, max_mb, *, buffer_bytes=BUFFER_BYTES, prune_every=PRUNE_EVERY,
                  log_settings=None, pipe_bytes=PIPE_BYTES):
         self.path = Path(path)
         self.run = uuid.uuid4().hex[:12]  # versions restart with each proxy run: (run, version) is unique
         self.spool = Path(f"{self.path}.spool") / self.run
-        self.queue_size, self.dropped = queue_size, 0
-        self._pending = collections.deque()  # rows (journal_writer.row) recorded, not yet on the pipe
+        self.dropped = 0
+        # Entries recorded, not yet on the pipe: journal_writer.docs_payload's form, written
+        # into the filling buffer up to `_used`, `_count` entries; the feeder swaps the two.
+        # Anonymous maps: memory is taken as a busy moment first needs it, and then kept.
+        self._buffers = [mmap.mmap(-1, buffer_bytes), mmap.mmap(-1, buffer_bytes)]
+        self._filling, self._used, self._count = self._buffers[0], 0, 0
+        self._lock = threading.Lock()  # the filling buffer's place; held for a copy, never for I/O
         self._wake, self._closing = threading.Event(), False
         self._flush_lock, self._flush_wanted, self._acked = threading.Lock(), 0, 0
         self._last_drop_log, self._flush_sent = 0.0, 0
@@ -113,15 +123,29 @@ class Journal:
         self.thread.start()
 
     def record(self, entry):
-        """Leave an entry for the writer, as it is now; drop (and count) it when too many wait."""
-        if len(self._pending) < self.queue_size and self._pipe is not None:
-            try:
-                self._pending.append(journal_writer.row(entry))
-            except Exception:  # (a key JSON cannot take, a cycle): the call it records is not failed for it
-                self.dropped += 1
-                log.exception("journal: the entry of request %s cannot be encoded; it is dropped", entry.get("id"))
+        """Leave an entry for the writer, as it is now; drop (and count) it when the buffer
+        cannot take it."""
+        try:
+            doc = journal_writer.encode(entry)
+        except Exception:  # (a key JSON cannot take, a cycle): the call it records is not failed for it
+            self.dropped += 1
+            log.exception("journal: the entry of request %s cannot be encoded; it is dropped", entry.get("id"))
             return
-        self.dropped += 1
+        end = journal_writer.SIZE.size + len(doc)
+        with self._lock:
+            start = self._used
+            end += start
+            if end <= len(self._filling) and self._pipe is not None:
+                buffer = self._filling
+                journal_writer.SIZE.pack_into(buffer, start, len(doc))
+                buffer[start + journal_writer.SIZE.size:end] = doc
+                self._used, self._count = end, self._count + 1
+                return
+            self.dropped += 1
+        if len(doc) + journal_writer.SIZE.size > len(self._filling):
+            log.warning("journal: the entry of request %s (%d bytes) is larger than the journal's buffer "
+                        "(%d bytes); it is dropped", entry.get("id"), len(doc), len(self._filling))
+            return
         now = time.monotonic()
         if now - self._last_drop_log >= DROP_LOG_EVERY:
             self._last_drop_log = now
@@ -173,40 +197,50 @@ class Journal:
         while True:
             self._wake.wait(GATHER)
             self._wake.clear()
-            closing, token = self._closing, self._flush_wanted  # read before taking the rows
-            rows = []
-            while self._pending:
-                rows.append(self._pending.popleft())
+            closing, token = self._closing, self._flush_wanted  # read before taking the entries
+            with self._lock:
+                full, used, count = self._filling, self._used, self._count
+                self._filling = self._buffers[full is self._buffers[0]]
+                self._used = self._count = 0
             try:
-                if rows:
-                    self._send(b"E", journal_writer.rows_payload(rows))
+                if used:
+                    with memoryview(full) as view, view[:used] as payload:  # released before it fills again
+                        self._send(b"D", payload)
                 if token > self._flush_sent:
                     self._send(b"F", journal_writer.TOKEN.pack(token))
                     self._flush_sent = token
             except OSError as e:
-                self._writer_gone(e, len(rows))
+                self._writer_gone(e, count)
                 return
             if closing:
-                os.close(self._pipe)
-                self._pipe = None
+                with self._lock:
+                    os.close(self._pipe)
+                    self._pipe = None
                 return
 
     def _send(self, kind, payload):
-        data = memoryview(journal_writer.frame(kind, payload))
-        while data:
-            data = data[os.write(self._pipe, data):]
+        """One frame, header and payload, without copying the payload (the interpreter lock is
+        released for the write)."""
+        parts = [journal_writer.HEADER.pack(len(payload), kind), payload]
+        while parts:
+            sent = os.writev(self._pipe, parts)
+            while parts and sent >= len(parts[0]):
+                sent -= len(parts.pop(0))
+            if sent:
+                parts[0] = parts[0][sent:]
 
     def _writer_gone(self, error, lost):
         """The writer died (or was stopped): what is recorded from now on is dropped."""
-        self.dropped += lost + len(self._pending)
-        self._pending.clear()
+        with self._lock:
+            self.dropped += lost + self._count
+            self._used = self._count = 0
+            pipe, self._pipe = self._pipe, None
         if not self._closing:
             code = self.proc.poll()
             log.error("journal: the writer process %d is gone (%s; exit code %s): calls are no longer "
                       "journaled; restart the proxy, and see the log above for why it ended",
                       self.proc.pid, error, code)
-        os.close(self._pipe)
-        self._pipe = None
+        os.close(pipe)
 
 
 def _start_writer(settings, pipe_bytes):

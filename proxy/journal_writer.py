@@ -4,11 +4,12 @@ the entries the server hands it (`python -m proxy.journal_writer ACK_FD`).
 Why a process: in the server, JSON encoding, zlib and sqlite share the interpreter lock with
 the calls, and took ~1 ms from each call's p50 under load (docs/RELIABILITY.md, "The decision
 journal").  Here they run beside the server, which only encodes each entry (orjson, C, ~1
-us) into a row (`row()`) and marshals the rows onto a pipe.
+us) and copies it into the buffer it writes onto a pipe.
 
 The pipe carries frames: 4-byte big-endian length, 1 kind byte, payload.
 - `C` (first frame): the settings, JSON.
-- `E`: rows (`row()`), marshal (`rows_payload`): written in one transaction.
+- `D`: entries, each its 4-byte big-endian length and its JSON document (`docs_payload`):
+  their columns are read here (`read_docs`), and they are written in one transaction.
 - `F`: a flush token, 8 bytes: written back on ACK_FD once every earlier entry is stored.
 End of file on the pipe (the server closed it, or died) stops the writer: it has no other way
 to outlive the server.
@@ -17,7 +18,6 @@ to outlive the server.
 import contextlib
 import json
 import logging
-import marshal
 import os
 import signal
 import sqlite3
@@ -41,6 +41,7 @@ NICENESS = 19
 
 HEADER = struct.Struct(">Ic")
 TOKEN = struct.Struct(">Q")
+SIZE = struct.Struct(">I")  # an entry's length in a D frame
 
 # A call's row holds its entry's document (doc) or, written since batches, an empty doc and
 # where its entry is in a batch: the entries written together, as one compressed JSON
@@ -79,29 +80,58 @@ def encode(value):
         return _ENCODER.encode(value).encode()
 
 
-def row(entry):
-    """The row of an entry (a journal.make_entry dict): its columns, and its JSON document.
-    Made in the server, in the call's thread: no entry outlives its call as Python objects,
-    and the writer neither decodes nor encodes it."""
+def row(entry, doc=None):
+    """The row of an entry (a journal.make_entry dict): its columns, and its JSON document
+    (`doc`, when the entry came encoded)."""
     return (entry["id"], entry["time"], entry["run"], entry["version"], entry["method"],
-            "," + ",".join(entry["units"]) + ",", encode(entry))
+            "," + ",".join(entry["units"]) + ",", encode(entry) if doc is None else doc)
 
 
-def rows_payload(rows):
-    """The payload of an E frame: a list of rows (tuples of str, numbers and bytes), marshal."""
-    return marshal.dumps(rows)
+def docs_payload(docs):
+    """The payload of a D frame: each document's length, then the document (what the server's
+    journal buffer holds, proxy/journal.py)."""
+    return b"".join(SIZE.pack(len(d)) + d for d in docs)
 
 
-def read_rows(payload):
-    """The rows of an E frame's payload; ValueError if it holds anything else."""
-    try:
-        rows = marshal.loads(payload)
-    except (EOFError, ValueError, TypeError) as e:
-        raise ValueError(f"a malformed E frame ({e})") from None
-    if not (isinstance(rows, list) and all(isinstance(r, tuple) and len(r) == DOC + 1
-                                           and isinstance(r[DOC], bytes) for r in rows)):
-        raise ValueError("a malformed E frame: not a list of rows")
+def read_docs(payload):
+    """The rows of a D frame's payload; ValueError if its lengths do not add up.  The columns
+    are read here, in the writer, so that the server only copies the document.  A document
+    that is not an entry is logged and left out."""
+    rows, at, view, bad = [], 0, memoryview(payload), 0
+    while at < len(payload):
+        if at + SIZE.size > len(payload):
+            raise ValueError("a malformed D frame (a length cut short)")
+        (size,) = SIZE.unpack_from(payload, at)
+        at += SIZE.size
+        if at + size > len(payload):
+            raise ValueError("a malformed D frame (an entry cut short)")
+        doc = bytes(view[at:at + size])
+        at += size
+        try:
+            r = row(_decode(doc), doc)
+        except (ValueError, KeyError, TypeError):
+            bad += 1
+            continue
+        if _well_typed(r):
+            rows.append(r)
+        else:
+            bad += 1
+    if bad:
+        log.error("journal: %d entries of a D frame are not entries; they are lost", bad)
     return rows
+
+
+def _well_typed(r):
+    """The columns have the types the calls table and the readers expect."""
+    return (isinstance(r[ID], str) and isinstance(r[TIME], (int, float)) and isinstance(r[RUN], str)
+            and type(r[VERSION]) is int and isinstance(r[METHOD], str))
+
+
+def _decode(doc):
+    try:
+        return orjson.loads(doc)
+    except orjson.JSONDecodeError:  # NaN, from encode()'s fallback to the standard library
+        return json.loads(doc)
 
 
 def pack(value):
@@ -248,9 +278,9 @@ def serve(stream, ack_fd):
         if got is None:
             break
         kind, payload = got
-        if kind == b"E":
+        if kind == b"D":
             try:
-                rows = read_rows(payload)
+                rows = read_docs(payload)
             except ValueError as e:  # only a server of another version would send one
                 log.error("journal: %s; its entries are lost (is the writer of the same version "
                           "as the proxy?)", e)

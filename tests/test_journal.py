@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import signal
+import threading
 import time
 
 from proxy import journal, state
@@ -51,12 +52,12 @@ def test_the_file_stays_under_max_mb_and_keeps_the_newest(tmp_path):
 
 def test_a_stalled_writer_drops_and_counts_entries_and_never_blocks_the_call(tmp_path, caplog):
     # A writer that does not answer (a disk that hangs): the process stopped outright.
-    j = journal.Journal(tmp_path / "j.sqlite", 14, 100, queue_size=5, pipe_bytes=4096)
+    j = journal.Journal(tmp_path / "j.sqlite", 14, 100, buffer_bytes=16384, pipe_bytes=4096)
     assert j.flush()
     os.kill(j.proc.pid, signal.SIGSTOP)
     caplog.set_level(logging.WARNING, "proxy.journal")
     begun = time.monotonic()
-    for n in range(300):  # ~3 KB each: the 4 KiB pipe and the 5 places of the queue fill at once
+    for n in range(300):  # ~3 KB each: the 4 KiB pipe and the 16 KiB buffer fill at once
         j.record(entry(n, time.time(), payload=os.urandom(1500).hex()))
         if n % 20 == 0:
             j._wake.set()  # let the feeder move what it can now, as the passing time would
@@ -131,3 +132,39 @@ def test_an_entry_no_encoder_takes_is_dropped_and_counted_and_the_next_is_stored
     j.close()
     assert j.dropped == 1 and "the entry of request t-1 cannot be encoded" in caplog.text
     assert ids(tmp_path / "j.sqlite") == ["t-2"]
+
+
+def test_an_entry_larger_than_the_buffer_is_dropped_and_named_and_the_next_is_stored(tmp_path, caplog):
+    j = journal.Journal(tmp_path / "j.sqlite", 14, 10, buffer_bytes=4096)
+    j.record(entry(1, time.time(), payload="x" * 5000))
+    j.record(entry(2, time.time()))
+    assert j.flush()
+    j.close()
+    assert j.dropped == 1 and "the entry of request t-1 (5" in caplog.text and "larger than the journal's buffer" in caplog.text
+    assert ids(tmp_path / "j.sqlite") == ["t-2"]
+
+
+def test_entries_recorded_by_many_threads_at_once_are_all_stored_whole(tmp_path):
+    # The calls' threads share the buffer the feeder swaps: no entry may be cut, mixed with
+    # another, lost at a swap or written twice.
+    j = journal.Journal(tmp_path / "j.sqlite", 14, 100)
+    now = time.time()
+
+    def calls(t):
+        for n in range(250):
+            j.record(entry(f"{t}-{n}", now + n, payload=str(t) * (n % 97)))
+            if n % 50 == 0:
+                j._wake.set()  # swaps while the other threads write, as the passing time would
+
+    threads = [threading.Thread(target=calls, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert j.flush()
+    j.close()
+    reader = journal.Reader(tmp_path / "j.sqlite")
+    stored = list(reader.calls())
+    assert j.dropped == 0 and len(stored) == 8 * 250
+    assert sorted(e["id"] for e in stored) == sorted(f"t-{t}-{n}" for t in range(8) for n in range(250))
+    assert all(e["properties"]["p"] == e["id"].split("-")[1] * (int(e["id"].split("-")[2]) % 97) for e in stored)

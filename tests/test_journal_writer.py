@@ -4,7 +4,6 @@ escapes the stop ladder."""
 import io
 import json
 import logging
-import marshal
 import os
 import signal
 import sqlite3
@@ -23,7 +22,7 @@ def entry(n, **extra):
 
 
 def _payload(*entries):
-    return journal_writer.rows_payload(_rows(entries))
+    return journal_writer.docs_payload([journal_writer.encode(e) for e in entries])
 
 
 def _settings_frame(tmp_path):
@@ -39,9 +38,9 @@ def _rows(entries):
 
 def test_frames_are_stored_in_order_and_a_flush_is_answered_after_them(tmp_path):
     stream = io.BytesIO(_settings_frame(tmp_path)
-                        + journal_writer.frame(b"E", _payload(entry(1), entry(2)))
+                        + journal_writer.frame(b"D", _payload(entry(1), entry(2)))
                         + journal_writer.frame(b"F", journal_writer.TOKEN.pack(7))
-                        + journal_writer.frame(b"E", _payload(entry(3, hosts=("h1", "h2")))))
+                        + journal_writer.frame(b"D", _payload(entry(3, hosts=("h1", "h2")))))
     acks_r, acks_w = os.pipe()
     assert journal_writer.serve(stream, acks_w) == 3
     assert journal_writer.TOKEN.unpack(os.read(acks_r, 64)) == (7,)
@@ -209,15 +208,19 @@ def test_a_journal_from_before_batches_is_read_and_then_written_on(tmp_path):
     assert [e["id"] for e in reader.calls(unit="max_vms")] == ["w-1", "w-2"]
 
 
-def test_a_malformed_rows_frame_is_logged_and_skipped_and_the_next_is_stored(tmp_path, caplog):
+def test_a_malformed_entries_frame_is_logged_and_skipped_and_the_next_is_stored(tmp_path, caplog):
     good = _payload(entry(1))
+    not_an_entry = journal_writer.docs_payload([b'{"id": "w-8"}', b"[1, 2]", b"not json",
+                                                journal_writer.encode(entry(7, version="1")),
+                                                journal_writer.encode(entry(3))])
     stream = io.BytesIO(_settings_frame(tmp_path)
-                        + journal_writer.frame(b"E", good[:-3])  # cut short
-                        + journal_writer.frame(b"E", b"garbage!")
-                        + journal_writer.frame(b"E", marshal.dumps([("w-9", 1.0)]))  # not a row
-                        + journal_writer.frame(b"E", _payload(entry(2))))
+                        + journal_writer.frame(b"D", good[:-3])  # cut short
+                        + journal_writer.frame(b"D", b"\xff\xff\xff\xffgarbage!")  # a length past the end
+                        + journal_writer.frame(b"D", not_an_entry)  # four bad entries, one good
+                        + journal_writer.frame(b"D", _payload(entry(2))))
     acks_r, acks_w = os.pipe()
     with caplog.at_level(logging.ERROR, "proxy.journal"):
-        assert journal_writer.serve(stream, acks_w) == 1
-    assert caplog.text.count("malformed E frame") == 3
-    assert [e["id"] for e in journal.Reader(tmp_path / "j.sqlite").recent()] == ["w-2"]
+        assert journal_writer.serve(stream, acks_w) == 2
+    assert caplog.text.count("malformed D frame") == 2
+    assert "4 entries of a D frame are not entries" in caplog.text
+    assert [e["id"] for e in journal.Reader(tmp_path / "j.sqlite").recent()] == ["w-2", "w-3"]
