@@ -11,10 +11,10 @@ A call never waits on the disk: `record()` encodes the entry (orjson, C, ~1 us) 
 its bytes into a buffer the server keeps for the journal, a feeder thread hands what gathered
 (every GATHER seconds) to a pipe in one write, and a writer process
 (proxy/journal_writer.py) reads each entry's columns, compresses and stores it, outside the
-server's interpreter lock.  No entry outlives its call in the server, not even as bytes: an
-entry's bytes held for GATHER, then marshalled and freed by the feeder, took ~0.6 ms of p50
-under 8 callers, where dropping them at once took nothing measurable (docs/RELIABILITY.md,
-"A sixth day").  The server's two buffers are allocated once and reused.  If the writer falls
+server's interpreter lock.  No entry outlives its call in the server, not even as bytes:
+entries' bytes held for GATHER, then marshalled into new buffers and freed by the feeder,
+cost the calls' p50 more than making the entries did (docs/RELIABILITY.md, "A sixth day").
+The server's two buffers are allocated once and reused.  If the writer falls
 behind (a slow disk), the pipe fills, the buffer fills, and entries are dropped and counted,
 and the count is logged; the engine's calls go on at full speed.  The file is bounded by age
 (journal.max_days) and size (journal.max_mb): the oldest calls go first.

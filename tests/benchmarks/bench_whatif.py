@@ -214,7 +214,7 @@ def recorded_journal(workdir, calls, versions):
     for n in range(calls):
         e = dict(templates[n % len(templates)], id=f"b-{n}", time=start + n, version=1 + n * versions // calls)
         j.record(e)
-        if n % 1000 == 999:
+        if n % 100 == 99:  # ~3 MB of entries on 200 hosts: within the journal's buffer (BUFFER_BYTES)
             j.flush(60)
     j.close(60)
     return Path(workdir) / "replay.sqlite"
@@ -239,7 +239,9 @@ def bench_replay(workdir, calls):
     # On 2 cores, wall >= CPU / 2: which side to cut (the workers' side is the fork server's).
     print(f"  CPU a call: {own / results * 1000:.2f} ms in replay's process, {children / results * 1000:.2f} ms "
           "in the fork server and its workers")
-    print(f"  target <= 60 s for 10,000: {verdict(took * 10000 / results <= 60)}")
+    whole = results == calls  # a journal that dropped calls would make the replay look faster
+    print(f"  target <= 60 s for 10,000: {verdict(whole and took * 10000 / results <= 60)}"
+          + ("" if whole else f" (only {results:,} of the {calls:,} calls were recorded)"))
 
 
 def cpu(usage):
