@@ -131,10 +131,10 @@ class Journal:
             self.dropped += 1
             log.exception("journal: the entry of request %s cannot be encoded; it is dropped", entry.get("id"))
             return
-        end = journal_writer.SIZE.size + len(doc)
+        need = journal_writer.SIZE.size + len(doc)
         with self._lock:
             start = self._used
-            end += start
+            end = start + need
             if end <= len(self._filling) and self._pipe is not None:
                 buffer = self._filling
                 journal_writer.SIZE.pack_into(buffer, start, len(doc))
@@ -142,7 +142,7 @@ class Journal:
                 self._used, self._count = end, self._count + 1
                 return
             self.dropped += 1
-        if len(doc) + journal_writer.SIZE.size > len(self._filling):
+        if need > len(self._filling):
             log.warning("journal: the entry of request %s (%d bytes) is larger than the journal's buffer "
                         "(%d bytes); it is dropped", entry.get("id"), len(doc), len(self._filling))
             return

@@ -80,11 +80,10 @@ def encode(value):
         return _ENCODER.encode(value).encode()
 
 
-def row(entry, doc=None):
-    """The row of an entry (a journal.make_entry dict): its columns, and its JSON document
-    (`doc`, when the entry came encoded)."""
+def row(entry, doc):
+    """The row of an entry (a journal.make_entry dict): its columns, and its JSON document."""
     return (entry["id"], entry["time"], entry["run"], entry["version"], entry["method"],
-            "," + ",".join(entry["units"]) + ",", encode(entry) if doc is None else doc)
+            "," + ",".join(entry["units"]) + ",", doc)
 
 
 def docs_payload(docs):

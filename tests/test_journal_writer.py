@@ -33,7 +33,7 @@ def _settings_frame(tmp_path):
 
 
 def _rows(entries):
-    return [journal_writer.row(e) for e in entries]
+    return [journal_writer.row(e, journal_writer.encode(e)) for e in entries]
 
 
 def test_frames_are_stored_in_order_and_a_flush_is_answered_after_them(tmp_path):

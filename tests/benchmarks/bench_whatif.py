@@ -37,6 +37,7 @@ from tests.support import ROOT, ProxyProcess, descendants, wait_until
 
 SESSIONS = 30  # fresh proxies this many times over the journal's rounds
 BOOTSTRAP = 400  # resamples of the sets, for the interval of p50 added
+ROLES = ("server", "writer", "execution")  # a proxy's processes, as cpu_by_role tells them apart
 
 
 def verdict(ok):
@@ -73,7 +74,7 @@ def summary(latencies, cpu_seconds):
 def cpu_by_role(pid):
     """CPU seconds of a proxy's processes (pid: its server), with the children each reaped:
     {"server", "writer" (the journal's writer), "execution" (the fork server, the workers)}."""
-    found = {"server": 0.0, "writer": 0.0, "execution": 0.0}
+    found = dict.fromkeys(ROLES, 0.0)
     for p in [pid] + descendants(pid):
         try:
             with open(f"/proc/{p}/stat") as f:
@@ -98,7 +99,7 @@ def bench_journal(workdir, rounds, per_thread, sessions=SESSIONS):
     snap_path.write_text((ROOT / "config" / "cluster-small.json").read_text())
     hosts = [h["id"] for h in json.loads(snap_path.read_text())["hosts"]]
     sides = (("on", "j.sqlite"), ("off", ""), ("off2", ""))
-    cpu = {side: {"server": 0.0, "writer": 0.0, "execution": 0.0} for side, _ in sides}
+    cpu = {side: dict.fromkeys(ROLES, 0.0) for side, _ in sides}
     per_session = []  # {side: latencies} of each set of proxies
     # "off2" is "off" again: what the two differ by is the noise between two identical
     # proxies, the floor under which on vs off cannot be told apart.  A process keeps its
