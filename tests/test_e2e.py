@@ -84,6 +84,14 @@ def test_sighup_and_file_changes_reload_the_units(start_proxy, tmp_path):
     assert s.runFilters(["legacy_filter"], HOSTS, VM, {})["result"] == HOSTS[:1]
 
 
+def settled(p, spares=4):
+    """Wait until only the fork server and its spares are below the proxy: before that, a
+    child of its start-up (a trial import, a spare being forked) would pass for a call's
+    worker in running_call, and the call be stopped before the server had read it."""
+    wait_until(lambda: len([x for x in execution_processes(p.proc.pid) if alive(x)]) == 1 + spares, 10,
+               "the proxy's start-up children to end")
+
+
 def running_call(p, spares=4):
     """The processes below the proxy once a call runs: fork server, spares, the call's worker."""
     return wait_until(lambda: len(d := [x for x in execution_processes(p.proc.pid) if alive(x)]) > 1 + spares and d,
@@ -94,6 +102,7 @@ def test_sigterm_drains_the_call_in_progress_and_leaves_no_process(start_proxy):
     p = start_proxy(PLUGINS / "misbehaving", "--timeout", "2")
     s = xmlrpc.client.ServerProxy(p.url)
     s.discover()
+    settled(p)
     answers = []
     t = threading.Thread(target=lambda: answers.append(
         xmlrpc.client.ServerProxy(p.url).runLoadBalancing("hangs", HOSTS, {})))
@@ -116,6 +125,7 @@ def test_second_sigint_stops_at_once(start_proxy, tmp_path):
         except OSError:
             pass  # the proxy stopped without answering: what a second SIGINT is for
 
+    settled(p)
     threading.Thread(target=hung_call, daemon=True).start()
     below = running_call(p)
     p.proc.send_signal(signal.SIGINT)
