@@ -8,6 +8,7 @@ loopback too: a cross-site form or `fetch` posts `text/plain` (or no type) with 
 before anything is read or run.  docs/RELIABILITY.md lists each case.
 """
 
+import functools
 import ipaddress
 import time
 
@@ -62,6 +63,7 @@ class AllowList:
         return any(address in net for net in self.networks if net.version == address.version)
 
 
+@functools.lru_cache(maxsize=256)  # every request's Host is checked; it is nearly always the same
 def is_loopback(host):
     """True for a loopback address or one of the loopback names."""
     host = host.lower().rstrip(".")

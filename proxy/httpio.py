@@ -14,6 +14,7 @@ import http.client
 import http.server
 import io
 import re
+import time
 
 from .access import Refusal
 
@@ -22,6 +23,11 @@ REQUEST_LINE_LIMIT = 8 * 1024
 READ_CHUNK = 256 * 1024
 SERVER_HEADER = f"{http.server.BaseHTTPRequestHandler.server_version} {http.server.BaseHTTPRequestHandler.sys_version}"
 _LENGTH = re.compile(r"[0-9]{1,19}")  # int() would also take "+5", " 5" and "5_0"
+# A header on one line, as the email parser behind http.client.parse_headers reads it: a name
+# of visible characters but ":", then the value without its leading blanks.
+_ONE_LINE_HEADER = re.compile(r"([\x21-\x39\x3b-\x7e]+):[ \t]*([^\r\n]*)")
+_MAX_HEADERS = 100  # http.client refuses more lines (the blank one counted), and lines over 65,536 bytes
+_date = (0, "")  # (the second, the Date header's value for it)
 
 
 @dataclasses.dataclass
@@ -66,12 +72,21 @@ def error_response(status, message):
 def encode(response):
     """The bytes of an answer: status line, Server and Date as http.server sends them, headers, body."""
     reason = http.HTTPStatus(response.status).phrase
-    lines = [f"HTTP/1.1 {response.status} {reason}", f"Server: {SERVER_HEADER}",
-             f"Date: {email.utils.formatdate(usegmt=True)}"]
+    lines = [f"HTTP/1.1 {response.status} {reason}", f"Server: {SERVER_HEADER}", f"Date: {http_date()}"]
     lines += [f"{name}: {value}" for name, value in response.headers]
     if not any(name.lower() == "content-length" for name, _ in response.headers):
         lines.append(f"Content-Length: {len(response.body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + response.body
+
+
+def http_date():
+    """The Date header's value, made once a second: formatdate takes ~4 us, every answer
+    needs it, and it changes once a second."""
+    global _date
+    second = int(time.time())
+    if _date[0] != second:
+        _date = (second, email.utils.formatdate(second, usegmt=True))  # one assignment: safe from any thread
+    return _date[1]
 
 
 def parse_head(head, client):
@@ -85,11 +100,31 @@ def parse_head(head, client):
     method, path, version = words
     if version not in ("HTTP/1.0", "HTTP/1.1"):
         raise Refusal(505, f"HTTP version {version!r} is not supported; use HTTP/1.1")
+    return Request(method, path, version, parse_headers(rest), client)
+
+
+def parse_headers(block):
+    """The headers of a head's block (after the request line), as http.client.parse_headers
+    gives them.  Headers each on one line (what HTTP clients send) are read here, ~10 times
+    faster than the email parser http.client uses (~25 us a request, in the thread every
+    connection shares); a block with anything else (a folded line, a bare CR or LF, too
+    many headers, a block that could hold a line too long) is left to http.client, so the
+    result is the same for any block."""
+    lines = block.decode("iso-8859-1").split("\r\n") if len(block) <= 65536 else []
+    headers = http.client.HTTPMessage()
+    for n, line in enumerate(lines):
+        if n >= _MAX_HEADERS:
+            break
+        if not line:
+            return headers
+        m = _ONE_LINE_HEADER.fullmatch(line)
+        if m is None:
+            break
+        headers[m[1]] = m[2]  # appends, as the parser does for a repeated name
     try:
-        headers = http.client.parse_headers(io.BytesIO(rest))
+        return http.client.parse_headers(io.BytesIO(block))
     except http.client.HTTPException as e:
         raise Refusal(431, f"request headers refused: {e}") from None
-    return Request(method, path, version, headers, client)
 
 
 def body_length(request, max_request):

@@ -1,8 +1,13 @@
 """HTTP/1.1 in and out (proxy/httpio.py): request heads, body lengths, the body budget, the bytes of an answer."""
 import asyncio
+import email.utils
+import http.client
 import http.server
+import io
+import time
 
 import pytest
+from hypothesis import example, given, settings, strategies as st
 
 from proxy import httpio
 from proxy.access import Refusal
@@ -60,6 +65,57 @@ def test_body_lengths_that_are_refused(lengths, status, words):
 
 def test_a_repeated_equal_content_length_is_fine():
     assert httpio.body_length(head("POST / HTTP/1.1\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\n"), 100) == 7
+
+
+def stdlib_headers(block):
+    """What http.client makes of a header block (the reference), or the Refusal status."""
+    try:
+        return http.client.parse_headers(io.BytesIO(block)).items()
+    except http.client.HTTPException:
+        return 431
+
+
+def our_headers(block):
+    try:
+        return httpio.parse_headers(block).items()
+    except Refusal as e:
+        return e.status
+
+
+NAMES = st.sampled_from(["Host", "Content-Length", "content-length", "X-A", "From", "Expect", "", "Bad Name",
+                         "Na\x7fme", "\xe9t\xe9"])
+VALUES = st.text(st.sampled_from(["a", "1", " ", "\t", ":", "\r", "\n", "\xe9", "\x00", "\xff"]), max_size=6)
+LINES = st.one_of(st.builds(lambda n, v: f"{n}:{v}", NAMES, VALUES),
+                  st.builds(lambda v: " " + v, VALUES),  # a folded line
+                  st.text(st.sampled_from(["a", ":", " ", "\r", "\n", "\t", "\xe9"]), max_size=8))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(LINES, max_size=8), st.sampled_from(["\r\n\r\n", "\r\n", "", "\n\n", "\r\n\r\nX: y\r\n\r\n"]))
+@example(["X-A: b"] * 101, "\r\n\r\n")
+@example(["X-A: b"] * 100, "\r\n\r\n")
+@example(["X-A: b"] * 99, "\r\n\r\n")
+@example(["X-A: " + "b" * 65540], "\r\n\r\n")
+@example(["Host:   spaced \t "], "\r\n\r\n")
+def test_headers_are_read_as_http_client_reads_them(lines, end):
+    block = ("\r\n".join(lines) + end).encode("latin-1")
+    assert our_headers(block) == stdlib_headers(block)
+
+
+def test_an_engine_head_takes_the_quick_way_and_a_folded_one_the_parser():
+    quick = httpio.parse_headers(ENGINE.partition("\r\n")[2].encode())
+    assert quick.get_payload() is None  # made here; the email parser leaves "" as the body
+    folded = httpio.parse_headers(b"X-A: b\r\n c\r\nHost: h\r\n\r\n")
+    assert folded.get_payload() == "" and folded["X-A"] == "b\r\n c"
+
+
+def test_the_date_header_is_http_servers_and_follows_the_clock():
+    before = int(time.time())
+    got = httpio.http_date()
+    assert got in {email.utils.formatdate(t, usegmt=True) for t in range(before, int(time.time()) + 1)}
+    assert httpio.http_date() is httpio.http_date() or int(time.time()) != before  # made once a second
+    httpio._date = (before - 10, "stale")
+    assert httpio.http_date() != "stale"
 
 
 def test_expect():

@@ -104,3 +104,15 @@ def test_the_soft_open_file_limit_is_raised_to_the_hard_one():
                        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard)))
     assert r.stdout.strip() == f"({hard}, {hard})"
     assert f"open-file limit raised from 256 to {hard}" in r.stderr
+
+
+def test_a_body_holds_its_share_of_the_budget_until_its_call_is_answered(listen):
+    seen = []
+    lst, url = listen(lambda request: seen.append((len(request.body), lst.budget.used)) or ok(request),
+                      max_request=65536, body_budget=131072)
+    answer = scenarios.engine_call(url)
+    assert answer["status"] == 200
+    assert seen == [(len(scenarios.ENGINE_CALL), len(scenarios.ENGINE_CALL))]  # held while the handler ran
+    wait_until(lambda: lst.budget.used == 0, what="the share given back once answered")
+    too_big = scenarios.engine_call(url, body=b"<x/>" * (lst.settings.max_request // 4 + 1))
+    assert too_big["status"] == 413 and lst.budget.used == 0 and len(seen) == 1
