@@ -26,7 +26,8 @@ _LENGTH = re.compile(r"[0-9]{1,19}")  # int() would also take "+5", " 5" and "5_
 # A header on one line, as the email parser behind http.client.parse_headers reads it: a name
 # of visible characters but ":", then the value without its leading blanks.
 _ONE_LINE_HEADER = re.compile(r"([\x21-\x39\x3b-\x7e]+):[ \t]*([^\r\n]*)")
-_MAX_HEADERS = 100  # http.client refuses more lines (the blank one counted), and lines over 65,536 bytes
+_MAX_HEADERS = 100  # http.client refuses more lines than this, the blank one counted,
+_MAX_LINE = 65536  # and a line longer than this
 _date = (0, "")  # (the second, the Date header's value for it)
 
 
@@ -110,7 +111,7 @@ def parse_headers(block):
     connection shares); a block with anything else (a folded line, a bare CR or LF, too
     many headers, a block that could hold a line too long) is left to http.client, so the
     result is the same for any block."""
-    lines = block.decode("iso-8859-1").split("\r\n") if len(block) <= 65536 else []
+    lines = block.decode("iso-8859-1").split("\r\n") if len(block) <= _MAX_LINE else []
     headers = http.client.HTTPMessage()
     for n, line in enumerate(lines):
         if n >= _MAX_HEADERS:
