@@ -99,3 +99,11 @@ def test_refusals_are_logged_once_per_interval_per_client(caplog):
         throttled.warning("allow", "192.0.2.1", "refused 192.0.2.1")
     assert [r.getMessage() for r in caplog.records] == [
         "refused 192.0.2.1", "refused 192.0.2.2", "refused 192.0.2.1 (4 more like it not logged)"]
+
+
+def test_the_host_check_remembers_at_most_256_answers_and_stays_right_beyond():
+    access.is_loopback.cache_clear()
+    names = [f"host-{n}.example" for n in range(300)] + ["localhost", "127.0.0.2", "::1"]
+    assert [access.is_loopback(h) for h in names] == [False] * 300 + [True, True, True]
+    assert access.is_loopback.cache_info().currsize == 256
+    assert access.is_loopback("host-0.example") is False and access.is_loopback("LOCALHOST.") is True

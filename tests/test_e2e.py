@@ -84,18 +84,21 @@ def test_sighup_and_file_changes_reload_the_units(start_proxy, tmp_path):
     assert s.runFilters(["legacy_filter"], HOSTS, VM, {})["result"] == HOSTS[:1]
 
 
+def live_below(p):
+    """The live processes below the proxy: its fork server, the spares, any worker."""
+    return [x for x in execution_processes(p.proc.pid) if alive(x)]
+
+
 def settled(p, spares=4):
     """Wait until only the fork server and its spares are below the proxy: before that, a
     child of its start-up (a trial import, a spare being forked) would pass for a call's
     worker in running_call, and the call be stopped before the server had read it."""
-    wait_until(lambda: len([x for x in execution_processes(p.proc.pid) if alive(x)]) == 1 + spares, 10,
-               "the proxy's start-up children to end")
+    wait_until(lambda: len(live_below(p)) == 1 + spares, 10, "the proxy's start-up children to end")
 
 
 def running_call(p, spares=4):
     """The processes below the proxy once a call runs: fork server, spares, the call's worker."""
-    return wait_until(lambda: len(d := [x for x in execution_processes(p.proc.pid) if alive(x)]) > 1 + spares and d,
-                      10, "a worker to run the call")
+    return wait_until(lambda: len(d := live_below(p)) > 1 + spares and d, 10, "a worker to run the call")
 
 
 def test_sigterm_drains_the_call_in_progress_and_leaves_no_process(start_proxy):
